@@ -183,41 +183,62 @@ def pad(a, lmax: int):
 
 
 def _split_complex(z):
-    """complex (..., C) -> real (..., 2C), real and imaginary parts interleaved."""
-    return jnp.stack([z.real, z.imag], axis=-1).reshape(*z.shape[:-1], -1)
+    """complex (..., C) -> real (..., 2C): all real parts, then all imaginary parts."""
+    return jnp.concatenate([z.real, z.imag], axis=-1)
 
 
 def _merge_complex(r):
-    """real (..., 2C) -> complex (..., C)."""
-    pairs = r.reshape(*r.shape[:-1], -1, 2)
-    return jax.lax.complex(pairs[..., 0], pairs[..., 1])
+    """real (..., 2C) as made by `_split_complex` -> complex (..., C)."""
+    half = r.shape[-1] // 2
+    return jax.lax.complex(r[..., :half], r[..., half:])
 
 
-def _latitude_forward(plan: SHTPlan, data_by_group):
-    """Apply the analysis tables: data (M, rows, C) per group -> H (L + 1, L + 1, C)."""
+def _latitude_forward(plan: SHTPlan, columns_by_group):
+    """Apply the analysis tables.
+
+    Args:
+        plan: the plan.
+        columns_by_group: per table group, complex (sign, B, rows, L + 1) longitude
+            spectra (sign: +m, and -m where present).
+
+    Returns:
+        real (L + 1, L + 1, 2 * sign * B) [ell, m, (re/im, sign, B)].
+    """
     layout = plan.layout
     synthesis, analysis, _, forward_index, _ = plan.arrays
     tables = analysis if analysis else synthesis
     outputs = []
     position = 0
     for m0, m1 in layout.blocks:
-        for group in range(len(layout.groups)):
+        for group, columns in enumerate(columns_by_group):
             table = tables[position]
             position += 1
             if table.shape[1] == 0:
                 continue
-            data = data_by_group[group][m0:m1]
+            # Slice this block's orders before moving them to the front, so that the
+            # transpose, the fold into real parts and the slice are one pass.
+            block = jnp.transpose(columns[..., m0:m1], (3, 2, 0, 1))  # [m, rows, sign, B]
+            data = _split_complex(block.reshape(m1 - m0, block.shape[1], -1))
             # [m, k, rows] x [m, rows, C] -> [m, k, C]
             out = jnp.einsum("mkj,mjc->mkc", table, data, precision=_PRECISION)
             outputs.append(out.reshape(-1, out.shape[-1]))
-    n_cols = data_by_group[0].shape[-1]
-    outputs.append(jnp.zeros((1, n_cols), data_by_group[0].dtype))
+    n_cols = outputs[0].shape[-1]
+    outputs.append(jnp.zeros((1, n_cols), outputs[0].dtype))
     stacked = jnp.concatenate(outputs, axis=0)
     return stacked[forward_index]  # [ell, m, C]
 
 
-def _latitude_inverse(plan: SHTPlan, half):
-    """Apply the synthesis tables: H (L + 1, L + 1, C) -> per group (M, rows, C)."""
+def _latitude_inverse(plan: SHTPlan, half, n_signs: int):
+    """Apply the synthesis tables.
+
+    Args:
+        plan: the plan.
+        half: real (L + 1, L + 1, C) [ell, m, (re/im, sign, B)] coefficients.
+        n_signs: 1 (m >= 0 only) or 2 (+m and -m).
+
+    Returns:
+        per table group, complex (sign, B, rows, L + 1) longitude spectra.
+    """
     layout = plan.layout
     synthesis, _, _, _, inverse_index = plan.arrays
     size = layout.ell_max + 1
@@ -225,7 +246,6 @@ def _latitude_inverse(plan: SHTPlan, half):
     flat = jnp.concatenate(
         [half.reshape(size * size, n_cols), jnp.zeros((1, n_cols), half.dtype)]
     )
-    gathered = flat[inverse_index]  # [stored rows, C]
     per_group = [[] for _ in layout.groups]
     position = 0
     start = 0
@@ -234,19 +254,18 @@ def _latitude_inverse(plan: SHTPlan, half):
             table = synthesis[position]
             position += 1
             n_k = table.shape[1]
-            count = (m1 - m0) * n_k
             if n_k == 0:
-                per_group[group].append(
-                    jnp.zeros((m1 - m0, layout.n_rows, n_cols), half.dtype)
-                )
-                continue
-            coeffs = gathered[start : start + count].reshape(m1 - m0, n_k, n_cols)
-            start += count
-            # [m, k, rows] x [m, k, C] -> [m, rows, C]
-            per_group[group].append(
-                jnp.einsum("mkj,mkc->mjc", table, coeffs, precision=_PRECISION)
-            )
-    return [jnp.concatenate(parts, axis=0) for parts in per_group]
+                out = jnp.zeros((m1 - m0, layout.n_rows, n_cols), half.dtype)
+            else:
+                count = (m1 - m0) * n_k
+                coeffs = flat[inverse_index[start : start + count]]
+                coeffs = coeffs.reshape(m1 - m0, n_k, n_cols)
+                start += count
+                # [m, k, rows] x [m, k, C] -> [m, rows, C]
+                out = jnp.einsum("mkj,mkc->mjc", table, coeffs, precision=_PRECISION)
+            out = _merge_complex(out).reshape(m1 - m0, layout.n_rows, n_signs, -1)
+            per_group[group].append(jnp.transpose(out, (2, 3, 1, 0)))  # [sign, B, rows, m]
+    return [jnp.concatenate(parts, axis=-1) for parts in per_group]
 
 
 def _alternating(n, dtype):
@@ -284,11 +303,7 @@ def _forward(plan: SHTPlan, x):
     else:
         # -m columns use the table of +m on mirrored rows.
         groups = [jnp.stack([stacked[0], stacked[1, :, ::-1]], axis=0)]
-    data = [
-        _split_complex(jnp.transpose(g, (3, 2, 0, 1)).reshape(size, g.shape[2], -1))
-        for g in groups
-    ]  # [m, rows, (sign, B, re/im)]
-    half = _merge_complex(_latitude_forward(plan, data))  # [ell, m, (sign, B)]
+    half = _merge_complex(_latitude_forward(plan, groups))  # [ell, m, (sign, B)]
     half = half.reshape(size, size, len(columns), n_batch)
     positive = half[:, :, 0]
     sign_m = _alternating(size, real_dtype)[None, :, None]
@@ -334,17 +349,15 @@ def _inverse(plan: SHTPlan, a, is_real: bool):
             negative = negative * sign_ell
         halves.append(negative)
     half = jnp.stack(halves, axis=2).reshape(size, size, -1)  # [ell, m, (sign, B)]
-    per_group = _latitude_inverse(plan, _split_complex(half))  # [m, rows, C]
     n_signs = len(halves)
+    per_group = _latitude_inverse(plan, _split_complex(half), n_signs)
     if layout.uses_parity:
-        even, odd = per_group
+        even, odd = per_group  # [sign, B, north rows, m]
         north, south = even + odd, even - odd
         n_south = grid.n_lat - layout.n_rows
-        columns = jnp.concatenate([north, south[:, :n_south][:, ::-1]], axis=1)
+        columns = jnp.concatenate([north, south[:, :, :n_south][:, :, ::-1]], axis=2)
     else:
         columns = per_group[0]
-    columns = _merge_complex(columns).reshape(size, grid.n_lat, n_signs, n_batch)
-    columns = jnp.transpose(columns, (2, 3, 1, 0))  # [sign, B, rows, m]
     if is_real:
         n_freq = grid.n_lon // 2 + 1
         spectrum = jnp.pad(columns[0], ((0, 0), (0, 0), (0, n_freq - size)))

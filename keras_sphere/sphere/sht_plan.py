@@ -308,15 +308,15 @@ class SHTPlan:
 
     def forward(self, field):
         """Forward transform; see `keras_sphere.sphere.sht`."""
-        from keras_sphere.sphere import sht as sht_module
+        from keras_sphere.sphere.sht import _forward
 
-        return sht_module._forward(self, field)
+        return _forward(self, field)
 
     def inverse(self, coeffs, *, is_real: bool = False):
         """Inverse transform; see `keras_sphere.sphere.isht`."""
-        from keras_sphere.sphere import sht as sht_module
+        from keras_sphere.sphere.sht import _inverse
 
-        return sht_module._inverse(self, coeffs, is_real)
+        return _inverse(self, coeffs, is_real)
 
     def __repr__(self):
         return (

@@ -1,0 +1,15 @@
+"""keras-sphere: rotation-equivariant deep learning on the sphere with Keras 3 and JAX.
+
+Subpackages:
+    sphere: grids, quadrature, Wigner functions, spin-weighted SHTs, rotations.
+"""
+
+from keras_sphere._backend import select_jax_backend
+
+select_jax_backend()
+
+from keras_sphere import sphere  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["sphere", "__version__"]

@@ -5,6 +5,8 @@ NumPy and JAX only: no layers, no TensorFlow.
 
 from keras_sphere.sphere.grid import Grid
 from keras_sphere.sphere.quadrature import clenshaw_curtis_weights
+from keras_sphere.sphere.rotation import rotate_coefficients
+from keras_sphere.sphere.rotation import rotate_field
 from keras_sphere.sphere.sht import isht
 from keras_sphere.sphere.sht import pad
 from keras_sphere.sphere.sht import sht

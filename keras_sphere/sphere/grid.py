@@ -5,9 +5,11 @@ row the south pole) and column k is longitude phi_k = 2 pi k / n_lon (phi = 0 in
 This is the Huffenberger-Wandelt / spinsfast sampling (not Driscoll-Healy, not a
 Gaussian grid).
 
-Largest exact bandlimit. A field band-limited at L has longitude modes |m| <= L, which an
+Largest exact bandlimit. A field band-limited at L has longitude modes |m| <= L, which
+an
 n_lon-point DFT separates without aliasing iff n_lon >= 2L + 1. At fixed m, the column
-F_m(theta) = sum_ell a_ell,m sY_ell,m(theta, 0) extends to the whole meridian circle with
+F_m(theta) = sum_ell a_ell,m sY_ell,m(theta, 0) extends to the whole meridian circle
+with
 F_m(2 pi - theta) = (-1)^(m + s) F_m(theta) and is then a trigonometric polynomial of
 degree <= L; the grid samples that circle at 2 (n_lat - 1) equispaced points, which
 determine such a polynomial iff 2 (n_lat - 1) >= 2L + 1, i.e. L <= n_lat - 2. Hence
@@ -53,7 +55,9 @@ class Grid:
         for name in ("n_lat", "n_lon"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise TypeError(f"Grid.{name} must be an int. Received: {name}={value!r}")
+                raise TypeError(
+                    f"Grid.{name} must be an int. Received: {name}={value!r}"
+                )
         if self.n_lat < 3 or self.n_lon < 1:
             raise ValueError(
                 "A grid needs n_lat >= 3 rows (both poles and at least one row between "
@@ -110,9 +114,9 @@ class Grid:
     def weights(self) -> np.ndarray:
         """Quadrature weight of each row's samples, q_j = (2 pi / n_lon) W_j.
 
-        float64, shape (n_lat,) in steradians; summed over all n_lat x n_lon samples they
-        give 4 pi. ``(grid.weights[:, None] * f).sum() / (4 pi)`` is the spherical mean of
-        a spin-0 field sampled on the grid.
+        float64, shape (n_lat,) in steradians; summed over all n_lat x n_lon
+        samples they give 4 pi. ``(grid.weights[:, None] * f).sum() / (4 pi)`` is
+        the spherical mean of a spin-0 field sampled on the grid.
         """
         return _row_weights(self.n_lat, self.n_lon)
 
@@ -120,9 +124,10 @@ class Grid:
         """Raise ValueError unless the last two axes of `shape` are (n_lat, n_lon)."""
         if len(shape) < 2 or tuple(shape[-2:]) != self.shape:
             raise ValueError(
-                f"The {what} must end with the grid axes (n_lat, n_lon) = {self.shape}. "
-                f"Received shape {tuple(shape)}. Sample it on this grid or pass the Grid "
-                "it was sampled on; fields are never resampled silently."
+                f"The {what} must end with the grid axes (n_lat, n_lon) = "
+                f"{self.shape}. Received shape {tuple(shape)}. Sample it on this grid "
+                "or pass the Grid it was sampled on; fields are never resampled "
+                "silently."
             )
 
     def check_bandlimit(self, ell_max: int) -> None:
@@ -130,13 +135,14 @@ class Grid:
         if ell_max < 0:
             raise ValueError(f"lmax must be >= 0. Received: lmax={ell_max}")
         if ell_max > self.max_bandlimit:
-            n_need = 2 * ell_max + 1
+            n_default = 2 * ell_max + 2
             raise ValueError(
-                f"lmax={ell_max} is too large for a {self.n_lat} x {self.n_lon} grid, which "
-                f"holds degrees up to {self.max_bandlimit}. Pass lmax <= "
-                f"{self.max_bandlimit}, or sample on a grid with n_lat >= {ell_max + 2} and "
-                f"n_lon >= {n_need} (the default grid for lmax={ell_max} is "
-                f"Grid.for_bandlimit({ell_max}), {2 * ell_max + 2} x {2 * ell_max + 2})."
+                f"lmax={ell_max} is too large for a {self.n_lat} x {self.n_lon} grid, "
+                f"which holds degrees up to {self.max_bandlimit}. Pass lmax <= "
+                f"{self.max_bandlimit}, or sample on a grid with n_lat >= "
+                f"{ell_max + 2} and n_lon >= {2 * ell_max + 1} (the default grid for "
+                f"lmax={ell_max} is Grid.for_bandlimit({ell_max}), {n_default} x "
+                f"{n_default})."
             )
 
 

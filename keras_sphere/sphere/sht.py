@@ -1,6 +1,7 @@
 """Forward and inverse spin-weighted spherical harmonic transforms.
 
-Conventions (``wigner.py``, ``grid.py``): a spin-s field on an equiangular grid with both
+Conventions (``wigner.py``, ``grid.py``): a spin-s field on an equiangular grid with
+both
 poles is f(theta, phi) = sum_{ell >= |s|} sum_{|m| <= ell} a_ell,m sY_ell,m(theta, phi).
 Coefficients use the padded layout (..., L + 1, 2L + 1): a_ell,m at index [ell, L + m],
 structural zeros where |m| > ell or ell < |s|.
@@ -12,10 +13,12 @@ Each transform has two stages (``sphere-maths.md`` section 4):
   channels in the matmul's free dimension (``sht_plan.py`` describes the table layout);
 * inverse: F_j,m = sum_ell Y[ell, m, j] a_ell,m, then an inverse FFT along longitude.
 
-Real spin-0 fields take a fast path (rfft, m >= 0 only; a_ell,-m = (-1)^m conj(a_ell,m)).
-All functions are jit-compatible and differentiable with ``jax.grad``. Tables come from a
-cached `SHTPlan`; when a transform is traced inside a caller's ``jax.jit``, its tables are
-fetched at run time by a host callback instead of being compiled in as constants. To pass
+Real spin-0 fields take a fast path (rfft, m >= 0 only; a_ell,-m = (-1)^m
+conj(a_ell,m)).
+All functions are jit-compatible and differentiable with ``jax.grad``. Tables come from
+a cached `SHTPlan`; when a transform is traced inside a caller's ``jax.jit``, its tables
+are fetched at run time by a host callback instead of being compiled in as constants. To
+pass
 them as ordinary inputs (fastest), take the plan as an argument of the jitted function:
 ``plan = sht_plan(grid, lmax, spin)`` then ``plan.forward(field)``.
 """
@@ -28,6 +31,7 @@ import numpy as np
 
 from keras_sphere.sphere.grid import Grid
 from keras_sphere.sphere.sht_plan import SHTPlan
+from keras_sphere.sphere.sht_plan import runtime_inputs
 from keras_sphere.sphere.sht_plan import sht_plan
 
 __all__ = ["isht", "pad", "sht", "truncate"]
@@ -50,30 +54,25 @@ def _check_finite(array, what: str) -> None:
     if not np.all(np.isfinite(values)):
         bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
         raise ValueError(
-            f"The {what} contains {bad} non-finite value(s) (NaN or inf). Clean or mask "
-            "the input first: a single NaN spreads to every coefficient."
+            f"The {what} contains {bad} non-finite value(s) (NaN or inf). Clean or "
+            "mask the input first: a single NaN spreads to every coefficient."
         )
 
 
 def _resolve_plan(plan: SHTPlan, traced: bool) -> SHTPlan:
     """The plan whose tables are runtime inputs: fetched by callback when traced."""
-    if not traced:
-        return plan
-    leaves, treedef = jax.tree_util.tree_flatten(plan)
-    host = [np.asarray(leaf) for leaf in leaves]
-    shapes = [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves]
-    fetched = jax.pure_callback(lambda: host, shapes, vmap_method="broadcast_all")
-    return jax.tree_util.tree_unflatten(treedef, fetched)
+    return runtime_inputs(plan) if traced else plan
 
 
 def sht(x, grid: Grid, spin: int = 0, lmax: int | None = None):
     """Forward spin-weighted spherical harmonic transform.
 
     Args:
-        x: float or complex array, shape (..., n_lat, n_lon): a spin-`spin` field sampled
+        x: float or complex array, shape (..., n_lat, n_lon): a spin-`spin` field
+        sampled
             on `grid`, row 0 at the north pole (theta = 0), column 0 at phi = 0. Real
-            spin-0 input takes the fast real path. float64 / complex128 input computes in
-            float64 when ``jax_enable_x64`` is on; anything else in float32.
+            spin-0 input takes the fast real path. float64 / complex128 input computes
+            in float64 when ``jax_enable_x64`` is on; anything else in float32.
         grid: the `Grid` the field is sampled on.
         spin: spin weight s, |s| <= lmax.
         lmax: inclusive maximum degree L of the result; default `grid.max_bandlimit`.
@@ -99,7 +98,8 @@ def isht(a, grid: Grid, spin: int = 0, *, is_real: bool = False):
     """Inverse spin-weighted spherical harmonic transform (synthesis on `grid`).
 
     Args:
-        a: complex array, shape (..., L + 1, 2L + 1), padded layout as returned by `sht`.
+        a: complex array, shape (..., L + 1, 2L + 1), padded layout as returned by
+        `sht`.
             Entries at |m| > ell or ell < |spin| are ignored.
         grid: the `Grid` to synthesise on; L must be <= `grid.max_bandlimit`.
         spin: spin weight s of the field, |s| <= L.
@@ -113,8 +113,8 @@ def isht(a, grid: Grid, spin: int = 0, *, is_real: bool = False):
 
     Raises:
         ValueError: if `a` is not in the padded layout, L exceeds the grid's limit,
-            |spin| > L, `is_real` is requested for a spin other than 0, or concrete input
-            has NaN or inf.
+            |spin| > L, `is_real` is requested for a spin other than 0, or concrete
+            input has NaN or inf.
     """
     a = jnp.asarray(a)
     ell_max = _check_coefficient_shape(a.shape)
@@ -178,17 +178,17 @@ def pad(a, lmax: int):
     return jnp.pad(a, widths)
 
 
-# ----------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------
 # Kernels. `plan` carries the tables as pytree leaves; shapes and layout are static.
 
 
 def _split_complex(z):
-    """complex (..., C) -> real (..., 2C): all real parts, then all imaginary parts."""
+    """Complex (..., C) -> real (..., 2C): all real parts, then all imaginary parts."""
     return jnp.concatenate([z.real, z.imag], axis=-1)
 
 
 def _merge_complex(r):
-    """real (..., 2C) as made by `_split_complex` -> complex (..., C)."""
+    """Real (..., 2C) as made by `_split_complex` -> complex (..., C)."""
     half = r.shape[-1] // 2
     return jax.lax.complex(r[..., :half], r[..., half:])
 
@@ -210,14 +210,16 @@ def _latitude_forward(plan: SHTPlan, columns_by_group):
     outputs = []
     position = 0
     for m0, m1 in layout.blocks:
-        for group, columns in enumerate(columns_by_group):
+        for columns in columns_by_group:
             table = tables[position]
             position += 1
             if table.shape[1] == 0:
                 continue
             # Slice this block's orders before moving them to the front, so that the
             # transpose, the fold into real parts and the slice are one pass.
-            block = jnp.transpose(columns[..., m0:m1], (3, 2, 0, 1))  # [m, rows, sign, B]
+            block = jnp.transpose(
+                columns[..., m0:m1], (3, 2, 0, 1)
+            )  # [m, rows, sign, B]
             data = _split_complex(block.reshape(m1 - m0, block.shape[1], -1))
             # [m, k, rows] x [m, rows, C] -> [m, k, C]
             out = jnp.einsum("mkj,mjc->mkc", table, data, precision=_PRECISION)
@@ -264,7 +266,9 @@ def _latitude_inverse(plan: SHTPlan, half, n_signs: int):
                 # [m, k, rows] x [m, k, C] -> [m, rows, C]
                 out = jnp.einsum("mkj,mkc->mjc", table, coeffs, precision=_PRECISION)
             out = _merge_complex(out).reshape(m1 - m0, layout.n_rows, n_signs, -1)
-            per_group[group].append(jnp.transpose(out, (2, 3, 1, 0)))  # [sign, B, rows, m]
+            per_group[group].append(
+                jnp.transpose(out, (2, 3, 1, 0))
+            )  # [sign, B, rows, m]
     return [jnp.concatenate(parts, axis=-1) for parts in per_group]
 
 
@@ -336,7 +340,6 @@ def _inverse(plan: SHTPlan, a, is_real: bool):
     batch_shape = a.shape[:-2]
     a = a.reshape(-1, size, 2 * ell_max + 1).astype(complex_dtype)
     a = a * _validity(ell_max, spin, real_dtype)
-    n_batch = a.shape[0]
     coeffs = jnp.transpose(a, (1, 2, 0))  # [ell, 2L+1, B]
     positive = coeffs[:, ell_max:]
     halves = [positive]
@@ -383,4 +386,3 @@ def _inverse(plan: SHTPlan, a, is_real: bool):
 
 _forward_jit = jax.jit(_forward)
 _inverse_jit = jax.jit(_inverse, static_argnums=2)
-

@@ -18,21 +18,22 @@ Layout, chosen for matmul speed (measured in ``benchmarks/sht.py``):
   Y^0[ell, m, pi - theta] = (-1)^(ell + m) Y^0[ell, m, theta]: only northern rows are
   stored, split by the parity of ell + m, which halves table memory and matmul work.
 
-Exact analysis on latitude-limited grids (n_lat < 2 ell_max + 1). At fixed m each column,
-extended over the meridian circle with F(2 pi - theta) = (-1)^(m+s) F(theta), is sampled at
-N = 2 (n_lat - 1) equispaced points; its trigonometric interpolant of degree
+Exact analysis on latitude-limited grids (n_lat < 2 ell_max + 1). At fixed m each
+column, extended over the meridian circle with F(2 pi - theta) = (-1)^(m+s) F(theta), is
+sampled at N = 2 (n_lat - 1) equispaced points; its trigonometric interpolant of degree
 D = n_lat - 2 (exact for band-limited fields) times sY_ell,m is an even trigonometric
-polynomial of degree <= D + ell_max, i.e. a polynomial in cos(theta), which Clenshaw-Curtis
-quadrature on n_f = n_lat + ell_max rows integrates exactly. Interpolation and quadrature
-are both linear, so they fold into one table P^s[ell, m, j] of the same size as Y^s and the
-transform costs the same as on any other grid.
+polynomial of degree <= D + ell_max, i.e. a polynomial in cos(theta), which
+Clenshaw-Curtis quadrature on n_f = n_lat + ell_max rows integrates exactly.
+Interpolation and quadrature are both linear, so they fold into one table
+P^s[ell, m, j] of the same size as Y^s and the transform costs the same as on any other
+grid.
 
 Tables are built in float64 on the host, cast to the compute dtype, cached in memory per
 (n_lat, ell_max, spin, dtype) and, for large ones, on disk (``$KERAS_SPHERE_CACHE``,
 default ``~/.cache/keras_sphere``; set it to ``off`` to disable). A plan is a JAX pytree
 whose leaves are the tables, so a jitted function that takes the plan as an argument
-receives them as inputs: they are never compiled in as constants, and they are never part
-of a model's weights.
+receives them as inputs: they are never compiled in as constants, and they are never
+part of a model's weights.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from keras_sphere.sphere.grid import Grid
 from keras_sphere.sphere.quadrature import clenshaw_curtis_weights
 from keras_sphere.sphere.wigner import spin_harmonics
 
-__all__ = ["SHTPlan", "clear_cache", "sht_plan"]
+__all__ = ["SHTPlan", "clear_cache", "runtime_inputs", "sht_plan"]
 
 _TABLE_FORMAT_VERSION = 1
 # Orders per chunk when evaluating harmonics, to bound float64 scratch memory.
@@ -65,8 +66,8 @@ class _Layout:
     """Static description of how a plan's tables are cut and indexed.
 
     groups: (offset, step) pairs: a group holds degrees ell = m + offset + step * k.
-        Spin 0 uses the parity groups ((0, 2), (1, 2)) over northern rows; other spins one
-        group (0, 1) over all rows.
+        Spin 0 uses the parity groups ((0, 2), (1, 2)) over northern rows; other spins
+        one group (0, 1) over all rows.
     blocks: (m_start, m_stop) order ranges.
     n_k: n_k[b][g], degrees stored for block b and group g.
     """
@@ -89,7 +90,8 @@ class _Layout:
 
 
 def _block_width(ell_max: int) -> int:
-    # About 16 blocks wastes ~6% of the matmul on zeros; narrower blocks cost dispatches.
+    # About 16 blocks wastes ~6% of the matmul on zeros; narrower blocks cost
+    # dispatches.
     return max(8, -(-(ell_max + 1) // 16))
 
 
@@ -121,7 +123,9 @@ def _forward_gather_index(layout: _Layout) -> np.ndarray:
             for i, m in enumerate(range(m0, m1)):
                 ells = m + offset + step * np.arange(k_count)
                 keep = ells <= layout.ell_max
-                index[ells[keep], m] = offset_row + i * k_count + np.arange(k_count)[keep]
+                index[ells[keep], m] = (
+                    offset_row + i * k_count + np.arange(k_count)[keep]
+                )
             offset_row += (m1 - m0) * k_count
     index[index < 0] = offset_row  # the zero row
     return index.astype(np.int32)
@@ -144,7 +148,9 @@ def _inverse_gather_index(layout: _Layout) -> np.ndarray:
     return np.concatenate(parts).astype(np.int32)
 
 
-def _interpolation_matrix(n_lat: int, theta_fine: np.ndarray, parity: int) -> np.ndarray:
+def _interpolation_matrix(
+    n_lat: int, theta_fine: np.ndarray, parity: int
+) -> np.ndarray:
     """Trigonometric interpolation of an extended meridian column onto finer rows.
 
     The column F_j on the n_lat rows is extended to N = 2 (n_lat - 1) points with
@@ -231,7 +237,7 @@ def _cache_dir() -> pathlib.Path | None:
 
 
 def _cached_tables(layout: _Layout, exact: bool, dtype: np.dtype) -> list[np.ndarray]:
-    """Tables in `dtype`, from the disk cache when they are large enough to keep there."""
+    """Tables in `dtype`, from the disk cache when they are large enough for it."""
     n_bytes = 8 * sum(
         (m1 - m0) * sum(n_k) * layout.n_rows
         for (m0, m1), n_k in zip(layout.blocks, layout.n_k, strict=True)
@@ -350,12 +356,14 @@ def sht_plan(
     spin = int(spin)
     if abs(spin) > ell_max:
         raise ValueError(
-            f"|spin| must be <= lmax: a spin-{spin} field has no coefficients below degree "
-            f"{abs(spin)}. Received: spin={spin}, lmax={ell_max}"
+            f"|spin| must be <= lmax: a spin-{spin} field has no coefficients "
+            f"below degree {abs(spin)}. Received: spin={spin}, lmax={ell_max}"
         )
     dtype = np.dtype(dtype).name
     if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64'. Received: dtype={dtype}")
+        raise ValueError(
+            f"dtype must be 'float32' or 'float64'. Received: dtype={dtype}"
+        )
     return _plan(grid, ell_max, spin, dtype)
 
 
@@ -385,6 +393,24 @@ def _plan(grid: Grid, ell_max: int, spin: int, dtype: str) -> SHTPlan:
     return SHTPlan(grid, ell_max, spin, dtype, arrays)
 
 
+def runtime_inputs(tree):
+    """Return `tree` with its arrays fetched by a host callback at run time.
+
+    Used when a transform is traced inside a caller's ``jax.jit`` without the plan being
+    an argument: closing over the tables would compile them in as constants (slow to
+    compile, duplicated per program), so they are copied in when the program runs
+    instead. The callback has no inputs, so it never needs a derivative.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    host = [np.asarray(leaf) for leaf in leaves]
+    shapes = [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves]
+    fetched = jax.pure_callback(lambda: host, shapes, vmap_method="broadcast_all")
+    return jax.tree_util.tree_unflatten(treedef, fetched)
+
+
 def clear_cache() -> None:
-    """Drop every in-memory plan (tables on disk stay; delete the cache folder for those)."""
+    """Drop the in-memory plans and tables (tables cached on disk stay)."""
     _plan.cache_clear()
+    from keras_sphere.sphere.rotation import _delta_tables
+
+    _delta_tables.cache_clear()

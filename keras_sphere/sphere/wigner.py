@@ -4,16 +4,18 @@ Conventions (``sphere-maths.md`` section 3): Wigner-d in the Sakurai convention,
 d^1_{1,0}(beta) = -sin(beta) / sqrt(2); spin-weighted harmonics in the Goldberg /
 spinsfast convention,
 
-    sY_ell,m(theta, phi) = (-1)^s sqrt((2 ell + 1) / (4 pi)) d^ell_{m,-s}(theta) e^{i m phi},
+    sY_ell,m(theta, phi) = (-1)^s sqrt((2 ell + 1) / (4 pi)) d^ell_{m,-s}(theta) e^{i m
+    phi},
 
 which for s = 0 equals ``scipy.special.sph_harm_y(ell, m, theta, phi)``, phase included.
 
 The d-functions come from the three-term recursion in ell at fixed (m, m'), started at
-ell_0 = max(|m|, |m'|) from its closed form evaluated in log space, with a per-point scale
+ell_0 = max(|m|, |m'|) from its closed form evaluated in log space, with a per-point
+scale
 exponent so that values far below the float64 range (near the poles, at large ell) still
 grow correctly through the evanescent region. Poles use the exact values
-d(0) = delta_{m m'} and d(pi) = (-1)^(ell + m) delta_{m, -m'}. The recursion is stable in
-float64 to at least ell = 1023 (tests check the Gram identity there).
+d(0) = delta_{m m'} and d(pi) = (-1)^(ell + m) delta_{m, -m'}. The recursion is stable
+in float64 to at least ell = 1023 (tests check the Gram identity there).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def wigner_d(ell_max: int, m, m_prime, beta) -> np.ndarray:
         float64, shape (ell_max + 1, *broadcast(m, m').shape, n_beta); zero where
         ell < max(|m|, |m'|).
     """
-    m, m_prime = np.broadcast_arrays(np.asarray(m, np.int64), np.asarray(m_prime, np.int64))
+    m, m_prime = np.broadcast_arrays(
+        np.asarray(m, np.int64), np.asarray(m_prime, np.int64)
+    )
     pair_shape = m.shape
     m = m.reshape(-1, 1).astype(np.float64)
     mp = m_prime.reshape(-1, 1).astype(np.float64)

@@ -86,6 +86,17 @@ class Grid:
         return min(self.n_lat - 2, (self.n_lon - 1) // 2)
 
     @property
+    def model_bandlimit(self) -> int:
+        """L of a square model grid n x n with n = 2 (L + 1); error for other grids."""
+        if self.n_lat != self.n_lon or self.n_lat % 2:
+            raise ValueError(
+                "Model grids are square with an even size n = 2 (L + 1). Received a "
+                f"{self.n_lat} x {self.n_lon} grid. Use Grid.for_bandlimit(L), or pass "
+                "the bandlimit explicitly for native (rectangular or odd) grids."
+            )
+        return self.n_lat // 2 - 1
+
+    @property
     def plain_quadrature_bandlimit(self) -> int:
         """Largest L for which plain per-row quadrature is exact."""
         return min((self.n_lat - 1) // 2, (self.n_lon - 1) // 2)

@@ -31,7 +31,10 @@ __all__ = ["rotate_coefficients", "rotate_field"]
 
 @functools.lru_cache(maxsize=8)
 def _delta_tables(ell_max: int, dtype: str):
-    return jnp.asarray(wigner_delta(ell_max).astype(dtype))
+    # Built eagerly even when first requested inside a trace, so the cache never holds
+    # a tracer.
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray(wigner_delta(ell_max).astype(dtype))
 
 
 def _euler_angles(rotation) -> tuple:

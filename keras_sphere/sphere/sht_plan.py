@@ -369,7 +369,6 @@ def sht_plan(
 
 @functools.lru_cache(maxsize=32)
 def _plan(grid: Grid, ell_max: int, spin: int, dtype: str) -> SHTPlan:
-    import jax.numpy as jnp
 
     layout = _layout(grid.n_lat, ell_max, spin)
     exact = 2 * ell_max + 1 > grid.n_lat
@@ -382,15 +381,22 @@ def _plan(grid: Grid, ell_max: int, spin: int, dtype: str) -> SHTPlan:
     if layout.uses_parity and grid.n_lat % 2 == 1:
         # The equator row is its own mirror: count it once in the north + south sum.
         row_weights[grid.n_lat // 2] *= 0.5
+    with jax.ensure_compile_time_eval():  # concrete arrays even inside a trace
+        arrays = _device_arrays(synthesis, analysis, row_weights, layout, dtype)
+    return SHTPlan(grid, ell_max, spin, dtype, arrays)
+
+
+def _device_arrays(synthesis, analysis, row_weights, layout, dtype):
+    import jax.numpy as jnp
+
     int_dtype = jnp.int32
-    arrays = (
+    return (
         tuple(jnp.asarray(t) for t in synthesis),
         tuple(jnp.asarray(t) for t in analysis),
         jnp.asarray(row_weights.astype(dtype)),
         jnp.asarray(_forward_gather_index(layout), int_dtype),
         jnp.asarray(_inverse_gather_index(layout), int_dtype),
     )
-    return SHTPlan(grid, ell_max, spin, dtype, arrays)
 
 
 def runtime_inputs(tree):

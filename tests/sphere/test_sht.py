@@ -162,6 +162,30 @@ def test_spin1_closed_forms(x64):
         np.testing.assert_allclose(sht(field, grid, 1), expected, atol=1e-14)
 
 
+@pytest.mark.parametrize("spin", [2, -2])
+def test_spin2_closed_forms(x64, spin):
+    # Standard closed forms (e.g. Goldberg et al. 1967): 2Y20 = sqrt(15/32pi) sin^2,
+    # 2Y2,+-2 = sqrt(5/64pi) (1 -+ cos)^2 e^{+-2i phi}; for spin -2 swap (1 -+ cos).
+    grid = Grid(10, 12)
+    theta, phi = np.meshgrid(grid.theta, grid.phi, indexing="ij")
+    ell_max = grid.max_bandlimit
+    flip = 1 if spin > 0 else -1
+    cases = {
+        0: np.sqrt(15 / (32 * np.pi)) * np.sin(theta) ** 2,
+        2: np.sqrt(5 / (64 * np.pi))
+        * (1 - flip * np.cos(theta)) ** 2
+        * np.exp(2j * phi),
+        -2: np.sqrt(5 / (64 * np.pi))
+        * (1 + flip * np.cos(theta)) ** 2
+        * np.exp(-2j * phi),
+    }
+    for m, field in cases.items():
+        expected = np.zeros((ell_max + 1, 2 * ell_max + 1), complex)
+        expected[2, ell_max + m] = 1.0
+        np.testing.assert_allclose(sht(field, grid, spin), expected, atol=1e-14)
+        np.testing.assert_allclose(isht(expected, grid, spin), field, atol=1e-14)
+
+
 def test_gradient_of_scalar_is_spin1(x64, rng):
     # (u, v) = grad f (east, north) gives u + i v with spin-1 coefficients
     # i sqrt(ell (ell + 1)) f_lm; u - i v has the same as a spin -1 field.

@@ -1,0 +1,58 @@
+"""Spin tuples, validity masks and input checks shared by the layers."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+__all__ = ["check_jax_backend", "normalize_spins", "spin_zero_index", "validity_mask"]
+
+
+def check_jax_backend(layer_name: str) -> None:
+    """Raise a clear error when Keras runs on a backend other than JAX."""
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise RuntimeError(
+            f"{layer_name} runs on the JAX backend only; Keras is using {backend!r}. "
+            "Set KERAS_BACKEND=jax before Python starts."
+        )
+
+
+def normalize_spins(spins, name: str) -> tuple[int, ...]:
+    """An ordered tuple of distinct integer spins, or a ValueError naming `name`."""
+    if isinstance(spins, int | np.integer):
+        spins = (spins,)
+    try:
+        spins = tuple(int(s) for s in spins)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be a tuple of integer spins, e.g. (0,) or (0, 1). "
+            f"Received: {name}={spins!r}"
+        ) from None
+    if not spins or len(set(spins)) != len(spins):
+        raise ValueError(
+            f"{name} must list each spin once and not be empty. Received: {name}={spins}"
+        )
+    return spins
+
+
+def spin_zero_index(spins: tuple[int, ...], layer_name: str) -> int:
+    """Index of spin 0 in `spins`; ValueError if spin 0 is absent."""
+    if 0 not in spins:
+        raise ValueError(
+            f"{layer_name} needs a spin-0 entry (it centres, biases or reads out the "
+            f"scalar part). Received spins={spins}."
+        )
+    return spins.index(0)
+
+
+def validity_mask(ell_max: int, spins: tuple[int, ...]) -> np.ndarray:
+    """1 where coefficient (ell, m) exists for each spin, else 0.
+
+    Returns:
+        float32, shape (ell_max + 1, 2 ell_max + 1, n_spins, 1): ell >= max(|m|, |s|).
+    """
+    ell = np.arange(ell_max + 1)[:, None, None]
+    m = np.arange(-ell_max, ell_max + 1)[None, :, None]
+    s = np.abs(np.asarray(spins))[None, None, :]
+    return ((np.abs(m) <= ell) & (ell >= s)).astype(np.float32)[..., None]

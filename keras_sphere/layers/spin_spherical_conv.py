@@ -41,7 +41,8 @@ class SpinSphericalConv(keras.layers.Layer):
 
     out[ell, m, s_o, d] = sum_{s_i, c} in[ell, m, s_i, c] K[ell, s_i, s_o, c, d]: each
     degree ell is mixed across spins and channels by a kernel that does not depend on m,
-    which is what makes the layer commute with every rotation (Esteves et al. 2020, 2023).
+    which is what makes the layer commute with every rotation (Esteves et al. 2020,
+    2023).
 
     Args:
         filters: output channels C_out.
@@ -49,7 +50,8 @@ class SpinSphericalConv(keras.layers.Layer):
         spins_out: ordered spins of the output's spin axis.
         num_filter_params: None for a full kernel (one complex value per degree), or P
             anchors of a localized kernel linearly interpolated over ell / L_k (smooth
-            spectra give spatially localized filters; P = L_k + 1 equals the full kernel).
+            spectra give spatially localized filters; P = L_k + 1 equals the full
+            kernel).
         pooling: None, or "spectral": halve the resolution, L -> (L + 1) / 2 - 1
             (n -> n / 2 on the model grid); needs L + 1 even.
         upsampling: True to double the resolution, L -> 2L + 1 (zero-padding).
@@ -259,7 +261,7 @@ class SpinSphericalConv(keras.layers.Layer):
         self._mask = validity_mask(ell_out, self.spins_out)
 
     def kernel(self):
-        """The complex kernel per degree, complex64 (L_k + 1, S_in, S_out, C_in, C_out)."""
+        """Complex kernel per degree: complex64 (L_k + 1, S_in, S_out, C_in, C_out)."""
         import jax
         import jax.numpy as jnp
 

@@ -31,7 +31,8 @@ def normalize_spins(spins, name: str) -> tuple[int, ...]:
         ) from None
     if not spins or len(set(spins)) != len(spins):
         raise ValueError(
-            f"{name} must list each spin once and not be empty. Received: {name}={spins}"
+            f"{name} must list each spin once and not be empty. "
+            f"Received: {name}={spins}"
         )
     return spins
 

@@ -1,18 +1,19 @@
 """Transform tables inside Keras layers: state that is threaded, not saved, not counted.
 
-A layer that transforms between the spatial layout (batch, n_lat, n_lon, spins, channels)
-and the spectral layout (batch, L + 1, 2L + 1, spins, channels) needs the tables of an
-`SHTPlan` per spin. They must reach the compiled training step as inputs (closing over
-them would compile them in as constants, ``sphere-maths.md`` section 7), but they are not
-weights: they are rebuilt from the configuration on load, never written to weight files,
-and never part of ``count_params()``.
+A layer that transforms between the spatial layout (batch, n_lat, n_lon, spins,
+channels) and the spectral layout (batch, L + 1, 2L + 1, spins, channels) needs the
+tables of an `SHTPlan` per spin. They must reach the compiled training step as inputs
+(closing over them would compile them in as constants, ``sphere-maths.md`` section 7),
+but they are not weights: they are rebuilt from the configuration on load, never written
+to weight files, and never part of ``count_params()``.
 
 Keras threads through ``fit`` every variable listed in ``layer.variables``; that list
 extends ``layer.weights`` with the state of random seed generators, which Keras neither
-saves nor counts. `TransformState` holds each table as a non-trainable variable registered
-the same way (an object with a ``state`` variable in the layer's seed-generator list), so
-the tables enter jitted steps as arguments, follow ``keras.distribution`` layouts, and
-stay out of ``.keras`` files, ``save_weights`` and parameter counts.
+saves nor counts. `TransformState` holds each table as a non-trainable variable
+registered the same way (an object with a ``state`` variable in the layer's seed-
+generator list), so the tables enter jitted steps as arguments, follow
+``keras.distribution`` layouts, and stay out of ``.keras`` files, ``save_weights`` and
+parameter counts.
 """
 
 from __future__ import annotations

@@ -204,7 +204,7 @@ def _harmonic_rows(
             continue
         interp = _interpolation_matrix(n_lat, theta_fine, parity)[:, :rows]
         weighted = values[:, chosen] * weights_fine  # [ell, m, fine]
-        # One large GEMM rather than a stack of thin ones: [ell * m, fine] x [fine, rows]
+        # One large GEMM, not a stack of thin ones: [ell * m, fine] x [fine, rows]
         folded = weighted.reshape(-1, n_fine) @ interp
         out[:, chosen] = folded.reshape(ell_max + 1, -1, rows)
     return out

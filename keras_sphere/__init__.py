@@ -2,14 +2,16 @@
 
 Subpackages:
     sphere: grids, quadrature, Wigner functions, spin-weighted SHTs, rotations.
+    layers: Keras layers for spin-weighted spherical CNNs.
 """
 
 from keras_sphere._backend import select_jax_backend
 
 select_jax_backend()
 
+from keras_sphere import layers  # noqa: E402  (registers every layer for loading)
 from keras_sphere import sphere  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["sphere", "__version__"]
+__all__ = ["layers", "sphere", "__version__"]

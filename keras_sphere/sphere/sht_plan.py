@@ -316,15 +316,15 @@ class SHTPlan:
 
     def forward(self, field):
         """Forward transform; see `keras_sphere.sphere.sht`."""
-        from keras_sphere.sphere.sht import _forward
+        from keras_sphere.sphere.sht import _forward_jit
 
-        return _forward(self, field)
+        return _forward_jit(self, field)
 
     def inverse(self, coeffs, *, is_real: bool = False):
         """Inverse transform; see `keras_sphere.sphere.isht`."""
-        from keras_sphere.sphere.sht import _inverse
+        from keras_sphere.sphere.sht import _inverse_jit
 
-        return _inverse(self, coeffs, is_real)
+        return _inverse_jit(self, coeffs, is_real)
 
     def __repr__(self):
         return (

@@ -222,7 +222,7 @@ class SphericalResBlock(keras.layers.Layer):
         return self.collapse2(self._inverse.to_spatial(total, self.spins_out))
 
     def _spectral_sum(self, inputs, training=None, mask=None):
-        """main + skip in the spectral domain, before the last inverse SHT."""
+        """The sum main + skip in the spectral domain, before the last inverse SHT."""
         import jax.numpy as jnp
 
         from keras_sphere.sphere import pad

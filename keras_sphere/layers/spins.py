@@ -23,8 +23,10 @@ def normalize_spins(spins, name: str) -> tuple[int, ...]:
     if isinstance(spins, int | np.integer):
         spins = (spins,)
     try:
+        if isinstance(spins, str):
+            raise TypeError
         spins = tuple(int(s) for s in spins)
-    except TypeError:
+    except (TypeError, ValueError):
         raise ValueError(
             f"{name} must be a tuple of integer spins, e.g. (0,) or (0, 1). "
             f"Received: {name}={spins!r}"

@@ -1,0 +1,211 @@
+"""`PhaseCollapse`: the pointwise nonlinearity of the ICML 2023 spherical CNNs.
+
+Spin-0 features are rebuilt from a linear map of the spin-0 slice plus a linear map of
+the moduli of every spin; moduli are rotation-invariant, so they carry spin-s
+information into spin 0 without breaking equivariance. Also home of `smooth_modulus`,
+the differentiable |z| shared by the pointwise layers and readouts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import normalize_spins
+from keras_sphere.layers.spins import spin_zero_index
+
+__all__ = ["MODULUS_EPSILON", "PhaseCollapse", "check_rank5_spins", "smooth_modulus"]
+
+# Smoothing of |z| = sqrt(|z|^2 + eps^2): the gradient at z = 0 is 0 instead of NaN,
+# and the value differs from |z| by at most eps (by eps^2 / (2 |z|) for |z| >> eps).
+MODULUS_EPSILON = 1e-6
+
+
+def smooth_modulus(field, epsilon: float = MODULUS_EPSILON):
+    """Differentiable modulus sqrt(Re^2 + Im^2 + epsilon^2), computed in float32.
+
+    Args:
+        field: real or complex array of any shape.
+        epsilon: smoothing; the result is >= epsilon and within epsilon of |field|.
+
+    Returns:
+        float32 array of the shape of `field`.
+    """
+    import jax.numpy as jnp
+
+    field = jnp.asarray(field)
+    if jnp.issubdtype(field.dtype, jnp.complexfloating):
+        field = field.astype(jnp.complex64)
+        power = jnp.square(field.real) + jnp.square(field.imag)
+    else:
+        power = jnp.square(field.astype(jnp.float32))
+    return jnp.sqrt(power + epsilon**2)
+
+
+def check_rank5_spins(layer_name: str, input_shape, spins) -> None:
+    """ValueError unless `input_shape` is rank 5 with one spin-axis entry per spin."""
+    if len(input_shape) != 5:
+        raise ValueError(
+            f"{layer_name} expects a rank-5 spatial input (batch, n_lat, n_lon, spins, "
+            f"channels). Received shape {tuple(input_shape)}."
+        )
+    if input_shape[3] != len(spins):
+        raise ValueError(
+            f"{layer_name}: the spin axis has {input_shape[3]} entries but "
+            f"spins={tuple(spins)}. Received shape {tuple(input_shape)}."
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_sphere")
+class PhaseCollapse(keras.layers.Layer):
+    """Phase collapse: a new spin-0 slice from spin 0 and the moduli of every spin.
+
+    With x0 the spin-0 slice and |x| the moduli of all S spins (spin 0 included),
+    flattened spin-major to S * C features (feature s_idx * C + c):
+
+        new x0 = 0.5 * (x0 W1 + b1 + |x| W2 + b2),
+
+    with complex W1 (C, C), b1 (C,), W2 (S * C, C), b2 (C,). Spins other than 0 pass
+    through bit-identically. The layer is pointwise, hence exactly equivariant under
+    the grid's discrete symmetries and approximately SO(3)-equivariant on band-limited
+    inputs (the moduli are not band-limited). |z| is smoothed to
+    sqrt(|z|^2 + eps^2) with eps = `MODULUS_EPSILON` (1e-6) so gradients at z = 0 are
+    finite.
+
+    Complex weights are stored as real pairs `w1_real`/`w1_imag`, `b1_*`, `w2_*`,
+    `b2_*` (float32, not autocast): Keras count 2 [(S + 1) C^2 + 2 C]. Init (anchor:
+    Flax lecun_normal for complex kernels): real and imaginary parts
+    N(0, 1 / (2 fan_in)), fan_in = C for W1 and S * C for W2; biases 0.
+
+    Args:
+        spins: ordered spins of the input's spin axis; must contain 0 exactly once.
+        kernel_initializer: overrides the default kernel initializer (both parts).
+        bias_initializer: initializer of the bias parts, default zeros.
+
+    Call arguments:
+        inputs: spatial (batch, n_lat, n_lon, S, C), complex, or real when every spin
+            is 0 (cast to complex).
+
+    Returns:
+        complex64, (batch, n_lat, n_lon, S, C).
+
+    Example:
+        >>> layer = PhaseCollapse(spins=(0, 1))
+        >>> layer(np.zeros((2, 8, 8, 2, 3), "complex64")).shape
+        (2, 8, 8, 2, 3)
+
+    Reference:
+        Esteves et al., "Scaling Spherical CNNs", ICML 2023.
+    """
+
+    def __init__(
+        self,
+        spins=(0,),
+        kernel_initializer=None,
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_jax_backend(type(self).__name__)
+        self.spins = normalize_spins(spins, "spins")
+        self._zero_index = spin_zero_index(self.spins, type(self).__name__)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def _kernel_initializer(self, fan_in: int):
+        if self.kernel_initializer is not None:
+            return keras.initializers.get(self.kernel_initializer)
+        return keras.initializers.RandomNormal(stddev=math.sqrt(1.0 / (2.0 * fan_in)))
+
+    def _complex_weight(self, name: str, shape, initializer):
+        return tuple(
+            self.add_weight(
+                shape=shape,
+                initializer=initializer,
+                name=f"{name}_{part}",
+                autocast=False,
+            )
+            for part in ("real", "imag")
+        )
+
+    def build(self, input_shape):
+        check_rank5_spins(self.name, input_shape, self.spins)
+        channels = int(input_shape[-1])
+        n_spins = len(self.spins)
+        self.w1_real, self.w1_imag = self._complex_weight(
+            "w1", (channels, channels), self._kernel_initializer(channels)
+        )
+        self.b1_real, self.b1_imag = self._complex_weight(
+            "b1", (channels,), self.bias_initializer
+        )
+        self.w2_real, self.w2_imag = self._complex_weight(
+            "w2",
+            (n_spins * channels, channels),
+            self._kernel_initializer(n_spins * channels),
+        )
+        self.b2_real, self.b2_imag = self._complex_weight(
+            "b2", (channels,), self.bias_initializer
+        )
+
+    def compute_output_shape(self, input_shape):
+        check_rank5_spins(self.name, input_shape, self.spins)
+        return tuple(input_shape)
+
+    def call(self, inputs):
+        import jax
+        import jax.numpy as jnp
+
+        def read(real, imag):
+            return jax.lax.complex(
+                jnp.asarray(real.value, jnp.float32),
+                jnp.asarray(imag.value, jnp.float32),
+            )
+
+        field = jnp.asarray(inputs)
+        if jnp.issubdtype(field.dtype, jnp.complexfloating):
+            field = field.astype(jnp.complex64)
+        else:
+            field = field.astype(jnp.float32).astype(jnp.complex64)
+        spin_zero = field[..., self._zero_index, :]  # [B, lat, lon, C]
+        moduli = smooth_modulus(field)  # [B, lat, lon, S, C]
+        moduli = moduli.reshape(*moduli.shape[:-2], -1)  # [B, lat, lon, S * C]
+        # [B, lat, lon, C] x [C, D] -> [B, lat, lon, D]
+        linear = jnp.einsum(
+            "bjkc,cd->bjkd",
+            spin_zero,
+            read(self.w1_real, self.w1_imag),
+            precision="highest",
+        )
+        # [B, lat, lon, S * C] x [S * C, D] -> [B, lat, lon, D]
+        # Real moduli: two real products instead of one complex one.
+        collapsed = jax.lax.complex(
+            *(
+                jnp.einsum(
+                    "bjkf,fd->bjkd",
+                    moduli,
+                    jnp.asarray(part.value, jnp.float32),
+                    precision="highest",
+                )
+                for part in (self.w2_real, self.w2_imag)
+            )
+        )
+        bias = read(self.b1_real, self.b1_imag) + read(self.b2_real, self.b2_imag)
+        new_zero = 0.5 * (linear + collapsed + bias)
+        return field.at[..., self._zero_index, :].set(new_zero)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "spins": self.spins,
+                "kernel_initializer": keras.initializers.serialize(
+                    keras.initializers.get(self.kernel_initializer)
+                )
+                if self.kernel_initializer is not None
+                else None,
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config

@@ -9,6 +9,7 @@ from keras_sphere.layers.phase_collapse import smooth_modulus
 from keras_sphere.layers.spherical_mean import check_example_mask
 from keras_sphere.layers.spherical_mean import spherical_mean
 from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import spin_zero_index
 from keras_sphere.sphere import Grid
@@ -66,6 +67,7 @@ class InvariantReadout(keras.layers.Layer):
         self.mode = mode
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         check_rank5_spins(self.name, input_shape, self.spins)
         self._grid = Grid(int(input_shape[1]), int(input_shape[2]))
 

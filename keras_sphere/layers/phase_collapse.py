@@ -13,6 +13,7 @@ import math
 import keras
 
 from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import spin_zero_index
 
@@ -131,6 +132,7 @@ class PhaseCollapse(keras.layers.Layer):
         )
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         check_rank5_spins(self.name, input_shape, self.spins)
         channels = int(input_shape[-1])
         n_spins = len(self.spins)

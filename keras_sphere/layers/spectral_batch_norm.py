@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import validity_mask
 
@@ -148,6 +149,7 @@ class SpectralBatchNorm(keras.layers.Layer):
     # -- weights ---------------------------------------------------------------------
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         ell_max = self._input_bandlimit(input_shape)
         self._ell_max = ell_max
         self._build_statistics(int(input_shape[-1]))

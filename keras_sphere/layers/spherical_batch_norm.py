@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_sphere.layers.spectral_batch_norm import SQRT_4PI
 from keras_sphere.layers.spectral_batch_norm import SpectralBatchNorm
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.sphere import Grid
 
 __all__ = ["SphericalBatchNorm"]
@@ -103,6 +104,7 @@ class SphericalBatchNorm(SpectralBatchNorm):
         return tuple(input_shape)
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         grid = self._input_grid(input_shape)
         self._build_statistics(int(input_shape[-1]))
         # q_j / 4 pi: summed over all samples these weights give 1.

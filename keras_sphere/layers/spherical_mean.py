@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.sphere import Grid
 
 __all__ = [
@@ -99,6 +100,7 @@ class SphericalMean(keras.layers.Layer):
         check_jax_backend(type(self).__name__)
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         self._grid = check_spatial_rank(self.name, input_shape)
 
     def compute_output_shape(self, input_shape):

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.sphere import Grid
 
 __all__ = ["SphericalPooling", "pooling_weights"]
@@ -107,6 +108,7 @@ class SphericalPooling(keras.layers.Layer):
         return Grid(n_lat, n_lon)
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         grid = self._check_shape(input_shape)
         self._latitude, self._longitude = pooling_weights(grid, self.pool_size)
 

@@ -9,6 +9,7 @@ from keras_sphere.layers.spectral_batch_norm import SpectralBatchNorm
 from keras_sphere.layers.spin_spherical_conv import SpinSphericalConv
 from keras_sphere.layers.spin_spherical_conv import _pad_spectral
 from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import spin_zero_index
 from keras_sphere.layers.spins import validity_mask
@@ -160,6 +161,7 @@ class SphericalResBlock(keras.layers.Layer):
         )
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         grid_in, ell_in, grid_out, ell_out = self._bandlimits(input_shape)
         self._ell_skip = min(ell_in, ell_out)  # bandlimit of X
         self._ell_out = ell_out

@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_sphere.layers.phase_collapse import check_rank5_spins
 from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.sphere import Grid
@@ -73,6 +74,7 @@ class SphericalUpsampling(keras.layers.Layer):
         return grid_in, ell_in, Grid.for_bandlimit(ell_out), ell_out
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         grid_in, ell_in, grid_out, ell_out = self._grids(input_shape)
         self._ell_in, self._ell_out = ell_in, ell_out
         self._forward_tables = TransformState(

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_sphere.layers.spins import check_jax_backend
+from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import validity_mask
 from keras_sphere.layers.transform_state import TransformState
@@ -197,6 +198,7 @@ class SpinSphericalConv(keras.layers.Layer):
     # -- weights -----------------------------------------------------------------------
 
     def build(self, input_shape):
+        fix_input_shape(self, input_shape)
         ell_in, grid_in = self._input_bandlimit(input_shape)
         ell_out = self._output_bandlimit(ell_in)
         if grid_in is not None:

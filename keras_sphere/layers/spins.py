@@ -59,3 +59,14 @@ def validity_mask(ell_max: int, spins: tuple[int, ...]) -> np.ndarray:
     m = np.arange(-ell_max, ell_max + 1)[None, :, None]
     s = np.abs(np.asarray(spins))[None, None, :]
     return ((np.abs(m) <= ell) & (ell >= s)).astype(np.float32)[..., None]
+
+
+def fix_input_shape(layer, input_shape) -> None:
+    """Make Keras reject later inputs of another grid, bandlimit, spin or channel count.
+
+    Layers hold grid-dependent state (tables, quadrature weights, kernels per degree)
+    built for the first input; a different grid must fail loudly, never be resampled.
+    Keras then raises "Input 0 of layer ... is incompatible with the layer: expected
+    shape=(None, n_lat, n_lon, S, C), found shape=...".
+    """
+    layer.input_spec = keras.InputSpec(shape=(None, *tuple(input_shape)[1:]))

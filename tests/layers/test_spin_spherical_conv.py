@@ -303,6 +303,13 @@ def test_tables_are_state_not_weights_or_constants(rng):
     assert max(sizes, default=0) < 1000
 
 
+def test_grid_the_layer_was_not_built_for():
+    layer = SpinSphericalConv(2, (0,), (0,))
+    layer(np.zeros((1, 8, 8, 1, 1), np.float32))
+    with pytest.raises(ValueError, match=r"incompatible.*expected shape=\(None, 8, 8"):
+        layer(np.zeros((1, 16, 16, 1, 1), np.float32))
+
+
 def test_errors():
     with pytest.raises(ValueError, match="spin axis has 2 entries"):
         SpinSphericalConv(2, (0,), (0,))(np.zeros((1, 8, 8, 2, 1), np.float32))

@@ -383,9 +383,7 @@ def run_layer_test(
     if run_training_check:
         fresh = layer_class(**init_kwargs)
         model = _model_around(fresh, input_data, call_kwargs)
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True
-        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True)
         before = [np.asarray(w.value) for w in fresh.trainable_weights]
         target = np.ones((input_data.shape[0], 1), np.float32)
         # Three steps: zero-initialised scales (residual blocks) pass gradients to the
@@ -406,3 +404,63 @@ def run_layer_test(
                 assert weight.dtype == keras.DTypePolicy(policy).variable_dtype
             assert np.all(np.isfinite(np.asarray(result).astype(np.complex64)))
     return output
+
+
+def randomize_weights(layer, rng: np.random.Generator, scale: float = 1.0) -> None:
+    """Random non-zero values for every weight of a layer or model (tests only).
+
+    Weights get scale * N(0, 1); moving variances |N(0, 1)| + 0.5 so they stay
+    positive. Equivariance tests run with every weight random (biases included),
+    since zero-initialised weights can hide terms that break equivariance.
+    """
+    for weight in layer.weights:
+        value = rng.standard_normal(weight.shape)
+        if weight.name == "moving_variance":
+            value = np.abs(value) + 0.5
+        else:
+            value = scale * value
+        weight.assign(value.astype(np.float32))
+
+
+def spatial_to_spectral(field, grid: Grid, spins, ell_max: int | None = None):
+    """(B, n_lat, n_lon, S, C) -> (B, L + 1, 2L + 1, S, C) by `sht` per spin slice."""
+    from keras_sphere.sphere import sht
+
+    return _per_slice(lambda part, spin: sht(part, grid, spin, ell_max), field, spins)
+
+
+def band_limited_equivariance(
+    layer, rng, spins, grid: Grid, ell_max: int, n_rotations: int = 5, scale=0.5
+):
+    """Equivariance errors of sht_L o layer under random rotations (anchor method).
+
+    The output of a pointwise nonlinearity is not band-limited; its coefficients up to
+    `ell_max` are compared. Inputs are `ell_max`-band-limited with unit RMS, and every
+    weight is random (`randomize_weights` with `scale`).
+
+    Returns:
+        (mean relative error E, mean absolute and max absolute coefficient error).
+    """
+    inputs = random_spatial_input(rng, grid, spins, channels=2, ell_max=ell_max)
+    inputs = inputs / np.sqrt(np.mean(np.abs(inputs) ** 2))
+    layer(inputs)
+    randomize_weights(layer, rng, scale)
+    relative, mean_abs, max_abs = [], [], []
+    for _ in range(n_rotations):
+        rotation = random_rotation(rng)
+        rotated = rotate_spatial(inputs, grid, spins, rotation)
+        first = np.asarray(spatial_to_spectral(layer(rotated), grid, spins, ell_max))
+        after = np.asarray(
+            rotate_spectral(
+                spatial_to_spectral(layer(inputs), grid, spins, ell_max), rotation
+            )
+        )
+        relative.append(relative_error(after, first))
+        mean_abs.append(np.mean(np.abs(after - first)))
+        max_abs.append(np.max(np.abs(after - first)))
+    errors = float(np.mean(relative)), float(np.mean(mean_abs)), float(max(max_abs))
+    print(
+        f"{type(layer).__name__} {grid.shape} L={ell_max}: E {errors[0]:.2e}, "
+        f"coefficient MAE {errors[1]:.2e}, max {errors[2]:.2e}"
+    )
+    return errors

@@ -23,6 +23,28 @@ EXPECTED_SPHERE_NAMES = {
 }
 
 
+EXPECTED_LAYER_NAMES = {
+    "InvariantReadout",
+    "MagnitudeNonlinearity",
+    "PhaseCollapse",
+    "SpectralBatchNorm",
+    "SphericalBatchNorm",
+    "SphericalMean",
+    "SphericalPooling",
+    "SphericalResBlock",
+    "SphericalUpsampling",
+    "SpinSphericalConv",
+}
+
+
+def public_names(module):
+    return {
+        name
+        for name in vars(module)
+        if not name.startswith("_") and not isinstance(getattr(module, name), type(os))
+    }
+
+
 def run_python(code, **env):
     environment = {**os.environ, **env}
     return subprocess.run(
@@ -31,13 +53,16 @@ def run_python(code, **env):
 
 
 def test_public_names_are_deliberate():
-    public = {
-        name
-        for name in vars(keras_sphere.sphere)
-        if not name.startswith("_")
-        and not isinstance(getattr(keras_sphere.sphere, name), type(os))
-    }
-    assert public == EXPECTED_SPHERE_NAMES
+    assert public_names(keras_sphere.sphere) == EXPECTED_SPHERE_NAMES
+    assert public_names(keras_sphere.layers) == EXPECTED_LAYER_NAMES
+
+
+def test_every_layer_is_registered_for_loading():
+    import keras
+
+    for name in EXPECTED_LAYER_NAMES:
+        cls = keras.saving.get_registered_object(f"keras_sphere>{name}")
+        assert cls is getattr(keras_sphere.layers, name)
 
 
 def test_import_does_not_load_tensorflow():

@@ -4,25 +4,17 @@ import pytest
 from keras_sphere.layers import PhaseCollapse
 from keras_sphere.layers.phase_collapse import smooth_modulus
 from keras_sphere.sphere import Grid
-from keras_sphere.sphere import sht
 from keras_sphere.testing import assert_equivariant
+from keras_sphere.testing import band_limited_equivariance
 from keras_sphere.testing import flip_spatial
-from keras_sphere.testing import random_rotation
 from keras_sphere.testing import random_spatial_input
-from keras_sphere.testing import relative_error
+from keras_sphere.testing import randomize_weights
 from keras_sphere.testing import roll_spatial
-from keras_sphere.testing import rotate_spatial
-from keras_sphere.testing import rotate_spectral
 from keras_sphere.testing import run_layer_test
 
 # Pointwise layer: grid symmetries permute samples, so only float32 rounding remains
 # (measured 0.0); 1e-5 as in layers.md section 10.2.
 EXACT = 1e-5
-
-
-def randomize_weights(layer, rng, scale=0.5):
-    for weight in layer.weights:
-        weight.assign(scale * rng.standard_normal(weight.shape).astype("float32"))
 
 
 def complex_input(rng, shape):
@@ -77,7 +69,7 @@ def test_matches_formula(rng):
     layer = PhaseCollapse(spins=(1, 0, -2))
     data = complex_input(rng, (2, 8, 8, 3, 4))
     layer(data)
-    randomize_weights(layer, rng)
+    randomize_weights(layer, rng, 0.5)
     expected = collapse_reference(data, layer)
     np.testing.assert_allclose(np.asarray(layer(data)), expected, rtol=1e-5, atol=1e-5)
 
@@ -87,7 +79,7 @@ def test_other_spins_pass_through_bit_identically(rng):
     layer = PhaseCollapse(spins=spins)
     data = complex_input(rng, (2, 8, 8, 3, 2))
     layer(data)
-    randomize_weights(layer, rng)
+    randomize_weights(layer, rng, 0.5)
     output = np.asarray(layer(data))
     for index, spin in enumerate(spins):
         if spin != 0:
@@ -99,7 +91,7 @@ def test_real_spin_zero_input_is_cast_to_complex(rng):
     layer = PhaseCollapse(spins=(0,))
     data = rng.standard_normal((2, 8, 8, 1, 3)).astype(np.float32)
     layer(data)
-    randomize_weights(layer, rng)
+    randomize_weights(layer, rng, 0.5)
     np.testing.assert_allclose(
         layer(data), layer(data.astype(np.complex64)), rtol=1e-6, atol=1e-6
     )
@@ -125,7 +117,7 @@ def test_exact_grid_symmetries(rng):
     layer = PhaseCollapse(spins=spins)
     inputs = random_spatial_input(rng, grid, spins, channels=2)
     layer(inputs)
-    randomize_weights(layer, rng)
+    randomize_weights(layer, rng, 0.5)
     assert_equivariant(
         layer,
         inputs,
@@ -142,46 +134,6 @@ def test_exact_grid_symmetries(rng):
         EXACT,
         "PhaseCollapse grid symmetries",
     )
-
-
-def spectral(field, grid, spins, ell_max):
-    """(B, n_lat, n_lon, S, C) -> (B, L + 1, 2L + 1, S, C): forward SHT per spin."""
-    field = np.moveaxis(np.asarray(field), (3, 4), (1, 2))  # [B, S, C, lat, lon]
-    coeffs = [
-        np.asarray(sht(field[:, i], grid, spin, ell_max))
-        for i, spin in enumerate(spins)
-    ]
-    return np.moveaxis(np.stack(coeffs, 1), (1, 2), (3, 4))
-
-
-def band_limited_equivariance(layer, rng, spins, grid, ell_max, n_rotations=5):
-    """Errors of sht_L o layer under random rotations of L-band-limited inputs.
-
-    The output of a pointwise nonlinearity is not band-limited; its coefficients up to
-    `ell_max` are compared (anchor method). Inputs have unit RMS and every weight is
-    random. Returns (relative error E, mean abs and max abs coefficient error).
-    """
-    inputs = random_spatial_input(rng, grid, spins, channels=2, ell_max=ell_max)
-    inputs = inputs / np.sqrt(np.mean(np.abs(inputs) ** 2))
-    layer(inputs)
-    randomize_weights(layer, rng)
-    relative, mean_abs, max_abs = [], [], []
-    for _ in range(n_rotations):
-        rotation = random_rotation(rng)
-        rotated = rotate_spatial(inputs, grid, spins, rotation)
-        first = spectral(layer(rotated), grid, spins, ell_max)
-        after = np.asarray(
-            rotate_spectral(spectral(layer(inputs), grid, spins, ell_max), rotation)
-        )
-        relative.append(relative_error(after, first))
-        mean_abs.append(np.mean(np.abs(after - first)))
-        max_abs.append(np.max(np.abs(after - first)))
-    errors = float(np.mean(relative)), float(np.mean(mean_abs)), float(max(max_abs))
-    print(
-        f"{type(layer).__name__} {grid.shape} L={ell_max}: E {errors[0]:.2e}, "
-        f"coefficient MAE {errors[1]:.2e}, max {errors[2]:.2e}"
-    )
-    return errors
 
 
 # Measured (spins (0, -1, 2), 16 x 16 grid, weights 0.5 N(0, 1), unit-RMS inputs, 5

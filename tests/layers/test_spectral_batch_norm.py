@@ -14,6 +14,7 @@ from keras_sphere.testing import assert_equivariant
 from keras_sphere.testing import power_head
 from keras_sphere.testing import random_coefficients
 from keras_sphere.testing import random_rotation
+from keras_sphere.testing import randomize_weights
 from keras_sphere.testing import rotate_spectral
 from keras_sphere.testing import run_layer_test
 from keras_sphere.testing import run_model_saving_test
@@ -35,15 +36,6 @@ def random_spectral(rng, spins, ell_max=ELL_MAX, batch=BATCH, channels=CHANNELS)
 def read(weight):
     """A weight's current value as a NumPy array."""
     return np.asarray(weight.value)
-
-
-def randomize_weights(layer, rng):
-    """Random non-zero values for every weight; positive moving variances."""
-    for weight in layer.weights:
-        value = rng.standard_normal(weight.shape)
-        if weight.name == "moving_variance":
-            value = np.abs(value) + 0.5
-        weight.assign(value.astype(np.float32))
 
 
 def numpy_statistics(coeffs, spins, example_weights=None):

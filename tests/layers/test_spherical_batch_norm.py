@@ -12,6 +12,7 @@ from keras_sphere.testing import flip_spatial
 from keras_sphere.testing import power_head
 from keras_sphere.testing import random_rotation
 from keras_sphere.testing import random_spatial_input
+from keras_sphere.testing import randomize_weights
 from keras_sphere.testing import relative_error
 from keras_sphere.testing import roll_spatial
 from keras_sphere.testing import rotate_spatial
@@ -26,15 +27,6 @@ CHANNELS = 2
 def read(weight):
     """A weight's current value as a NumPy array."""
     return np.asarray(weight.value)
-
-
-def randomize_weights(layer, rng):
-    """Random non-zero values for every weight; positive moving variances."""
-    for weight in layer.weights:
-        value = rng.standard_normal(weight.shape)
-        if weight.name == "moving_variance":
-            value = np.abs(value) + 0.5
-        weight.assign(value.astype(np.float32))
 
 
 def random_field(rng, grid, spins, ell_max=None, real=False, batch=BATCH):

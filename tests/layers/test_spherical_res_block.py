@@ -8,6 +8,7 @@ from keras_sphere.testing import flip_spatial
 from keras_sphere.testing import power_head
 from keras_sphere.testing import random_rotation
 from keras_sphere.testing import random_spatial_input
+from keras_sphere.testing import randomize_weights
 from keras_sphere.testing import roll_spatial
 from keras_sphere.testing import rotate_spatial
 from keras_sphere.testing import rotate_spectral
@@ -29,14 +30,6 @@ def trainable_count(spins_in, spins_out, c_in, c, p1, p2):
         complex_count += s_in * c + (c if 0 in spins_in else 0)
         real_count = c_in * c
     return 2 * complex_count + real_count
-
-
-def randomize(layer, rng, scale=0.3):
-    for weight in layer.weights:
-        if "moving_variance" in weight.path:
-            weight.assign(rng.uniform(0.5, 2.0, weight.shape).astype("float32"))
-        else:
-            weight.assign(scale * rng.standard_normal(weight.shape).astype("float32"))
 
 
 @pytest.mark.parametrize(
@@ -120,7 +113,7 @@ def test_linear_path_is_exactly_equivariant(rng, training):
     block = SphericalResBlock(4, (0, 1), spins_in=(0, 1, 2), downsample=True)
     data = random_spatial_input(rng, grid, (0, 1, 2), channels=3, batch=3)
     block(data)
-    randomize(block, rng)
+    randomize_weights(block, rng, 0.3)
     block.norm2.gamma_real.assign(np.zeros(block.norm2.gamma_real.shape, np.float32))
     block.norm2.gamma_imag.assign(np.zeros(block.norm2.gamma_imag.shape, np.float32))
     rotations = [random_rotation(rng) for _ in range(3)]
@@ -139,7 +132,7 @@ def test_exact_grid_symmetries(rng):
     block = SphericalResBlock(3, (0, 1), spins_in=(0, 1))
     data = random_spatial_input(rng, grid, (0, 1), channels=2)
     block(data)
-    randomize(block, rng)
+    randomize_weights(block, rng, 0.3)
     assert_equivariant(
         lambda x: block(x, training=False),
         data,
@@ -159,7 +152,7 @@ def test_approximate_so3_equivariance(rng):
     block = SphericalResBlock(3, (0, 1), spins_in=(0, 1))
     data = random_spatial_input(rng, grid, (0, 1), channels=2, batch=2)
     block(data)
-    randomize(block, rng)
+    randomize_weights(block, rng, 0.3)
     rotations = [random_rotation(rng) for _ in range(5)]
     assert_equivariant(
         lambda x: block(x, training=False),

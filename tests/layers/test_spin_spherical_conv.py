@@ -8,6 +8,7 @@ from keras_sphere.testing import assert_equivariant
 from keras_sphere.testing import flip_spatial
 from keras_sphere.testing import random_rotation
 from keras_sphere.testing import random_spatial_input
+from keras_sphere.testing import randomize_weights
 from keras_sphere.testing import roll_spatial
 from keras_sphere.testing import rotate_spatial
 from keras_sphere.testing import rotate_spectral
@@ -17,11 +18,6 @@ from keras_sphere.testing import run_model_saving_test
 # Exact equivariance is limited by float32 rounding of the transforms and the einsum:
 # relative errors measured ~1e-7..5e-7; 1e-5 as in layers.md section 10.2.
 EXACT = 1e-5
-
-
-def randomize_weights(layer, rng):
-    for weight in layer.weights:
-        weight.assign(rng.standard_normal(weight.shape).astype("float32"))
 
 
 @pytest.mark.parametrize(

@@ -219,6 +219,10 @@ class SphericalResBlock(keras.layers.Layer):
         ]
         self._mask = validity_mask(ell_out, self.spins_out)
 
+    def compute_mask(self, inputs, previous_mask=None):
+        # `mask` is a per-example weight for the batch norms, not a Keras mask.
+        return None
+
     def call(self, inputs, training=None, mask=None):
         total = self._spectral_sum(inputs, training, mask)
         return self.collapse2(self._inverse.to_spatial(total, self.spins_out))

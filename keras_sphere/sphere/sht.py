@@ -257,17 +257,22 @@ def _latitude_inverse(plan: SHTPlan, half, n_signs: int):
             position += 1
             n_k = table.shape[1]
             if n_k == 0:
-                out = jnp.zeros((m1 - m0, layout.n_rows, n_cols), half.dtype)
+                out = jnp.zeros((m1 - m0, n_cols, layout.n_rows), half.dtype)
             else:
                 count = (m1 - m0) * n_k
                 coeffs = flat[inverse_index[start : start + count]]
                 coeffs = coeffs.reshape(m1 - m0, n_k, n_cols)
                 start += count
-                # [m, k, rows] x [m, k, C] -> [m, rows, C]
-                out = jnp.einsum("mkj,mkc->mjc", table, coeffs, precision=_PRECISION)
-            out = _merge_complex(out).reshape(m1 - m0, layout.n_rows, n_signs, -1)
+                # [m, k, C] x [m, k, rows] -> [m, C, rows]. With the coefficients as
+                # the left operand XLA needs no transposed copy of the table
+                # (measured 9x faster for C = 2, 1.5x for C = 128 at L = 511 than
+                # "mkj,mkc->mjc").
+                out = jnp.einsum("mkc,mkj->mcj", coeffs, table, precision=_PRECISION)
+            n_half = n_cols // 2  # real parts, then imaginary parts (_split_complex)
+            out = jax.lax.complex(out[:, :n_half], out[:, n_half:])  # [m, sign*B, rows]
+            out = out.reshape(m1 - m0, n_signs, -1, layout.n_rows)
             per_group[group].append(
-                jnp.transpose(out, (2, 3, 1, 0))
+                jnp.transpose(out, (1, 2, 3, 0))
             )  # [sign, B, rows, m]
     return [jnp.concatenate(parts, axis=-1) for parts in per_group]
 

@@ -33,8 +33,11 @@ class _TableHolder:
     """Looks like a SeedGenerator to Keras: one non-trainable `state` variable."""
 
     def __init__(self, value: np.ndarray, name: str):
+        # A callable initializer lets Keras defer creation inside stateless scopes
+        # (the automatic build of subclassed models) instead of failing there.
         self.state = keras.Variable(
-            value,
+            initializer=lambda shape, dtype: value,
+            shape=value.shape,
             dtype=str(value.dtype),
             trainable=False,
             autocast=False,

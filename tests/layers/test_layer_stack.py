@@ -209,3 +209,24 @@ def test_non_jax_backend_gives_clear_error(backend):
     )
     assert result.returncode != 0
     assert "runs on the JAX backend only" in result.stderr
+
+
+def test_subclassed_model_builds_and_fits(rng):
+    # Keras builds subclassed models inside a stateless scope; transform tables must
+    # be created lazily there (a callable initializer) and not be duplicated.
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = layers.SpinSphericalConv(4, (0,), SPINS)
+            self.readout = layers.InvariantReadout(SPINS)
+            self.head = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.head(self.readout(self.conv(x)))
+
+    model = Net()
+    x = rng.standard_normal((4, 8, 8, 1, 1)).astype("float32")
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    history = model.fit(x, np.zeros((4, 2)), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.count_params() == 2 * 4 * 1 * 2 * 1 * 4 + (8 * 2 + 2)

@@ -27,6 +27,7 @@ EXPECTED_LAYER_NAMES = {
     "InvariantReadout",
     "MagnitudeNonlinearity",
     "PhaseCollapse",
+    "ScatteringLayer",
     "SpectralBatchNorm",
     "SphericalBatchNorm",
     "SphericalMean",
@@ -34,6 +35,7 @@ EXPECTED_LAYER_NAMES = {
     "SphericalResBlock",
     "SphericalUpsampling",
     "SpinSphericalConv",
+    "scattering_features",
 }
 
 

@@ -7,6 +7,8 @@ with both poles; spectral (batch, L + 1, 2L + 1, spins, channels), complex64.
 from keras_sphere.layers.invariant_readout import InvariantReadout
 from keras_sphere.layers.magnitude_nonlinearity import MagnitudeNonlinearity
 from keras_sphere.layers.phase_collapse import PhaseCollapse
+from keras_sphere.layers.scattering_features import scattering_features
+from keras_sphere.layers.scattering_layer import ScatteringLayer
 from keras_sphere.layers.spectral_batch_norm import SpectralBatchNorm
 from keras_sphere.layers.spherical_batch_norm import SphericalBatchNorm
 from keras_sphere.layers.spherical_mean import SphericalMean

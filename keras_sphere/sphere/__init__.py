@@ -1,8 +1,13 @@
 """Maths on the sphere: grids, quadrature, Wigner functions, SHTs and rotations.
 
+Submodules `wavelets` (scale-discretised wavelets) and `scattering` (wavelet
+scattering networks).
+
 NumPy and JAX only: no layers, no TensorFlow.
 """
 
+from keras_sphere.sphere import scattering
+from keras_sphere.sphere import wavelets
 from keras_sphere.sphere.grid import Grid
 from keras_sphere.sphere.quadrature import clenshaw_curtis_weights
 from keras_sphere.sphere.rotation import rotate_coefficients

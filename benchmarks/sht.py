@@ -53,22 +53,31 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
-import importlib.metadata
 import json
 import math
 import os
 import pathlib
-import platform
-import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+from _runner import IDLE_BUSY_MAX
+from _runner import Result
+from _runner import add_load_arguments
+from _runner import case_env
+from _runner import cpu_sample
+from _runner import environment_record
+from _runner import fmt
+from _runner import others_busy
+from _runner import peak_rss_mb
+from _runner import print_environment
+from _runner import report_case
+from _runner import run_marked
+from _runner import wait_for_idle
+from _runner import wait_for_memory
 
 L_VALUES = (32, 64, 128, 256)
 BATCHES = (1, 64)
@@ -91,12 +100,6 @@ CASE_TIMEOUT_S = 600  # a case subprocess is killed after this long
 # skipped (its L = 256, C = 64 case alone takes about a minute on 2 cores).
 S2FFT_MAX_L = 256
 SEED = 1234
-# Before each case the machine is sampled for IDLE_PROBE_S; with --wait-idle it waits
-# (up to that many seconds) until other processes use less than IDLE_BUSY_MAX of it.
-IDLE_PROBE_S = 1.0
-IDLE_BUSY_MAX = 0.15
-RESULT_MARK = "@@RESULT@@ "
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMPORT_NAMES = {
     "keras_sphere": "keras_sphere.sphere",
     "ducc0": "ducc0",
@@ -105,16 +108,9 @@ IMPORT_NAMES = {
 }
 DISTRIBUTIONS = ("jax", "jaxlib", "numpy", "ducc0", "s2fft", "torch", "torch-harmonics")
 
-Result = dict[str, Any]
-
 
 # --------------------------------------------------------------------------------------
 # Measurement helpers (run inside case subprocesses).
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux: ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def best_time(call: Callable[[], object], repeats: int) -> tuple[float, int, int]:
@@ -478,99 +474,21 @@ def run_case(spec: Result) -> Result:
 
 def case_main(spec_json: str) -> None:
     spec = json.loads(spec_json)
-    try:
-        record = run_case(spec)
-    except Exception as error:  # report every failure as a result, not a crash
-        record = {"status": "error", "note": f"{type(error).__name__}: {error}"[:500]}
-    print(RESULT_MARK + json.dumps(record), flush=True)
+    report_case(lambda: run_case(spec))
 
 
 def spawn_case(spec: Result) -> Result:
     """Run one case in a fresh subprocess and parse its result line."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    env.setdefault("KERAS_BACKEND", "jax")
+    env = case_env()
     if not spec.get("large"):
         env["KERAS_SPHERE_CACHE"] = "off"  # setup = table build, not a disk read
     command = [sys.executable, str(pathlib.Path(__file__).resolve())]
     command += ["--case", json.dumps(spec)]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=CASE_TIMEOUT_S
-        )
-    except subprocess.TimeoutExpired:
-        return {**spec, "status": "error", "note": f"timeout after {CASE_TIMEOUT_S} s"}
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_MARK):
-            return {**spec, **json.loads(line[len(RESULT_MARK) :])}
-    tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-    note = f"exit code {done.returncode}: " + " | ".join(tail)
-    return {**spec, "status": "error", "note": note[:500]}
+    return {**spec, **run_marked(command, env, CASE_TIMEOUT_S)}
 
 
 # --------------------------------------------------------------------------------------
 # Environment, peers and output.
-
-
-def cpu_sample() -> tuple[float, float, float] | None:
-    """(all cores' time, their busy time, CPU time of finished children), seconds."""
-    try:
-        fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    total = sum(fields) / tick
-    busy = total - (fields[3] + fields[4]) / tick  # minus idle and iowait
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return total, busy, children.ru_utime + children.ru_stime
-
-
-def others_busy(before, after) -> float | None:
-    """Fraction of the machine used by processes other than our children in between."""
-    if before is None or after is None:
-        return None
-    total, busy, ours = (b - a for a, b in zip(before, after, strict=True))
-    return max(0.0, (busy - ours) / max(total, 1e-9))
-
-
-def cpu_busy(interval: float = IDLE_PROBE_S) -> float | None:
-    """Fraction of all cores busy over `interval` seconds (/proc/stat), or None."""
-    before = cpu_sample()
-    time.sleep(interval)
-    return others_busy(before, cpu_sample())
-
-
-def available_gb() -> float | None:
-    try:
-        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def wait_for_memory(need_gb: float, limit_s: float) -> bool:
-    """Wait up to `limit_s` until `need_gb` of memory is available."""
-    start = time.perf_counter()
-    while (available_gb() or math.inf) < need_gb:
-        if time.perf_counter() - start >= limit_s:
-            return False
-        time.sleep(IDLE_PROBE_S)
-    return True
-
-
-def wait_for_idle(limit_s: float) -> tuple[float | None, float]:
-    """Wait up to `limit_s` for an idle machine; returns (busy fraction, waited s)."""
-    start = time.perf_counter()
-    busy = cpu_busy()
-    while busy is not None and busy > IDLE_BUSY_MAX:
-        if time.perf_counter() - start >= limit_s:
-            break
-        busy = cpu_busy()
-    return busy, time.perf_counter() - start
 
 
 def probe_peer(library: str) -> str | None:
@@ -585,79 +503,23 @@ def probe_peer(library: str) -> str | None:
     return lines[-1][:300] if lines else f"exit code {done.returncode}"
 
 
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in DISTRIBUTIONS:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_revision() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
-
-
 def environment(args: argparse.Namespace) -> Result:
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat("T", "seconds"),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "dtype": DTYPE,
-        "nthreads_peers": NTHREADS,
-        "versions": versions(),
-        "keras_sphere_revision": git_revision(),
-        "load_average_start": os.getloadavg(),
-        "settings": {
-            "L": args.L,
-            "batch": args.batch,
-            "spins": args.spins,
-            "peers": args.peers,
-            "repeats": args.repeats,
-            "large": args.large,
-            "min_repeat_s": MIN_REPEAT_S,
-            "case_budget_s": CASE_BUDGET_S,
-            "s2fft_max_L": S2FFT_MAX_L,
-            "wait_idle_s": args.wait_idle,
-            "retry_busy": args.retry_busy,
-        },
+    settings = {
+        "L": args.L,
+        "batch": args.batch,
+        "spins": args.spins,
+        "peers": args.peers,
+        "repeats": args.repeats,
+        "large": args.large,
+        "min_repeat_s": MIN_REPEAT_S,
+        "case_budget_s": CASE_BUDGET_S,
+        "s2fft_max_L": S2FFT_MAX_L,
+        "wait_idle_s": args.wait_idle,
+        "retry_busy": args.retry_busy,
     }
-
-
-def fmt(value: float | None, spec: str) -> str:
-    """`value` formatted with `spec`, or a dash as wide as the spec asks for."""
-    if value is None:
-        return "-".rjust(int(spec.split(".")[0] or 0))
-    return format(value, spec)
+    return environment_record(
+        settings, DISTRIBUTIONS, dtype=DTYPE, nthreads_peers=NTHREADS
+    )
 
 
 def lookup(results: list[Result], library: str, key: tuple) -> Result | None:
@@ -852,19 +714,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"also run one {2 * (LARGE_L + 1)}^2 map (L = {LARGE_L}), spin 0, C = 1",
     )
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="before each case, wait up to this long for other processes to go quiet",
-    )
-    parser.add_argument(
-        "--retry-busy",
-        type=int,
-        default=0,
-        metavar="N",
-        help="run a case again (up to N times) if other processes loaded the CPU",
+    add_load_arguments(
+        parser, "run a case again (up to N times) if other processes loaded the CPU"
     )
     parser.add_argument(
         "--merge",
@@ -881,8 +732,7 @@ def main(argv: list[str] | None = None) -> None:
         case_main(args.case)
         return
     info = environment(args)
-    print(f"{info['cpu']}, {info['cores']} cores; dtype {DTYPE}; versions:")
-    print("  " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    print_environment(info, DTYPE)
     peers, skipped = available_peers(args.peers)
     started = time.perf_counter()
     results = []

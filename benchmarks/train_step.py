@@ -64,13 +64,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import json
 import os
 import pathlib
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -79,6 +75,21 @@ import time
 from typing import Any
 
 import numpy as np
+from _runner import IDLE_BUSY_MAX
+from _runner import REPO_ROOT
+from _runner import RESULT_MARK  # noqa: F401  (REFERENCE_SCRIPT reads it)
+from _runner import Result
+from _runner import add_load_arguments
+from _runner import case_env
+from _runner import cpu_sample
+from _runner import environment_record
+from _runner import fmt
+from _runner import others_busy
+from _runner import peak_rss_mb
+from _runner import print_environment
+from _runner import report_case
+from _runner import run_marked
+from _runner import wait_for_idle
 
 CONFIG_NAMES = ("qm9", "mnist")
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -112,38 +123,12 @@ TARGET_SPEEDUP = 5.0
 DTYPE = "float32"
 SEED = 0
 CASE_TIMEOUT_S = 3600  # a case subprocess is killed after this long
-# Before each case the machine is sampled for IDLE_PROBE_S; with --wait-idle it waits
-# (up to that many seconds) until other processes use less than IDLE_BUSY_MAX of it.
-IDLE_PROBE_S = 1.0
-IDLE_BUSY_MAX = 0.15
-RESULT_MARK = "@@RESULT@@ "
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "train_step_cpu.json"
 DISTRIBUTIONS = ("jax", "jaxlib", "keras", "numpy")
-
-Result = dict[str, Any]
 
 
 # --------------------------------------------------------------------------------------
 # Measurement helpers (run inside case subprocesses).
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux: ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _own_cpu_sample() -> tuple[float, float, float] | None:
-    """(all cores' time, their busy time, this process's CPU time), seconds."""
-    try:
-        fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    total = sum(fields) / tick
-    busy = total - (fields[3] + fields[4]) / tick  # minus idle and iowait
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    return total, busy, own.ru_utime + own.ru_stime
 
 
 def time_steps(step, steps: int) -> Result:
@@ -160,11 +145,11 @@ def time_steps(step, steps: int) -> Result:
         step()
     times, busy = [], []
     for _ in range(steps):
-        before = _own_cpu_sample()
+        before = cpu_sample(own=True)
         start = time.perf_counter()
         last_loss = float(step())
         times.append(time.perf_counter() - start)
-        busy.append(others_busy(before, _own_cpu_sample()))
+        busy.append(others_busy(before, cpu_sample(own=True)))
     step_s = statistics.median(times)
     return {
         "first_step_s": first_step_s,
@@ -529,41 +514,17 @@ def spawn_reference(name: str, args: argparse.Namespace) -> Result:
 
 def case_main(spec_json: str) -> None:
     spec = json.loads(spec_json)
-    try:
-        record = run_ours(spec["config"], spec["steps"])
-    except Exception as error:  # report every failure as a result, not a crash
-        record = {"status": "error", "note": f"{type(error).__name__}: {error}"[:500]}
-    print(RESULT_MARK + json.dumps(record), flush=True)
+    report_case(lambda: run_ours(spec["config"], spec["steps"]))
 
 
 def _run_case(command: list[str], env: dict[str, str], cwd=None) -> Result:
-    try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=cwd,
-            timeout=CASE_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        return {"status": "error", "note": f"timeout after {CASE_TIMEOUT_S} s"}
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_MARK):
-            record = json.loads(line[len(RESULT_MARK) :])
-            record.setdefault("status", "ok")
-            return record
-    tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-    note = f"exit code {done.returncode}: " + " | ".join(tail)
-    return {"status": "error", "note": note[:500]}
+    record = run_marked(command, env, CASE_TIMEOUT_S, cwd=cwd)
+    record.setdefault("status", "ok")
+    return record
 
 
 def spawn_ours(name: str, steps: int) -> Result:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
-    env.setdefault("KERAS_BACKEND", "jax")
+    env = case_env()
     env.setdefault("JAX_PLATFORMS", "cpu")
     env["KERAS_SPHERE_CACHE"] = "off"  # setup builds the tables, never reads a cache
     command = [sys.executable, str(pathlib.Path(__file__).resolve())]
@@ -575,82 +536,6 @@ def spawn_ours(name: str, steps: int) -> Result:
 # Machine load, environment and output.
 
 
-def cpu_sample() -> tuple[float, float, float] | None:
-    """(all cores' time, their busy time, CPU time of finished children), seconds."""
-    try:
-        fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    total = sum(fields) / tick
-    busy = total - (fields[3] + fields[4]) / tick  # minus idle and iowait
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return total, busy, children.ru_utime + children.ru_stime
-
-
-def others_busy(before, after) -> float | None:
-    """Fraction of the machine used by processes other than our children in between."""
-    if before is None or after is None:
-        return None
-    total, busy, ours = (b - a for a, b in zip(before, after, strict=True))
-    return max(0.0, (busy - ours) / max(total, 1e-9))
-
-
-def wait_for_idle(limit_s: float) -> tuple[float | None, float]:
-    """Wait up to `limit_s` for an idle machine; returns (busy fraction, waited s)."""
-    start = time.perf_counter()
-    while True:
-        before = cpu_sample()
-        time.sleep(IDLE_PROBE_S)
-        busy = others_busy(before, cpu_sample())
-        if busy is None or busy <= IDLE_BUSY_MAX:
-            break
-        if time.perf_counter() - start >= limit_s:
-            break
-    return busy, time.perf_counter() - start
-
-
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in DISTRIBUTIONS:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_revision() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
-
-
 def environment(args: argparse.Namespace) -> Result:
     reference = None
     if args.reference_repo is not None:
@@ -659,35 +544,19 @@ def environment(args: argparse.Namespace) -> Result:
             "revision": reference_revision(args.reference_repo),
             "python": str(args.reference_python),
         }
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat("T", "seconds"),
-        "device": "cpu",
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "dtype": DTYPE,
-        "versions": versions(),
-        "keras_sphere_revision": git_revision(),
-        "reference": reference,
-        "load_average_start": os.getloadavg(),
-        "settings": {
-            "configs": args.configs,
-            "steps": args.steps,
-            "reference_steps": args.reference_steps,
-            "warmup_steps": WARMUP_STEPS,
-            "target_speedup": TARGET_SPEEDUP,
-            "wait_idle_s": args.wait_idle,
-            "retry_busy": args.retry_busy,
-            "seed": SEED,
-        },
+    settings = {
+        "configs": args.configs,
+        "steps": args.steps,
+        "reference_steps": args.reference_steps,
+        "warmup_steps": WARMUP_STEPS,
+        "target_speedup": TARGET_SPEEDUP,
+        "wait_idle_s": args.wait_idle,
+        "retry_busy": args.retry_busy,
+        "seed": SEED,
     }
-
-
-def fmt(value: float | None, spec: str) -> str:
-    """`value` formatted with `spec`, or a dash as wide as the spec asks for."""
-    if value is None:
-        return "-".rjust(int(spec.split(".")[0] or 0))
-    return format(value, spec)
+    return environment_record(
+        settings, DISTRIBUTIONS, device="cpu", dtype=DTYPE, reference=reference
+    )
 
 
 def summarize(results: list[Result], configs: list[str]) -> list[Result]:
@@ -809,19 +678,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Python with jax, flax, optax, einshape, spherical, sympy installed",
     )
     parser.add_argument("--json", type=pathlib.Path, default=DEFAULT_JSON)
-    parser.add_argument(
-        "--wait-idle",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="before each case, wait up to this long for other processes to go quiet",
-    )
-    parser.add_argument(
-        "--retry-busy",
-        type=int,
-        default=0,
-        metavar="N",
-        help="rerun a case up to N times while other processes disturbed its steps",
+    add_load_arguments(
+        parser, "rerun a case up to N times while other processes disturbed its steps"
     )
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -838,8 +696,7 @@ def main(argv: list[str] | None = None) -> None:
         case_main(args.case)
         return
     info = environment(args)
-    print(f"{info['cpu']}, {info['cores']} cores; dtype {DTYPE}; versions:")
-    print("  " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    print_environment(info, DTYPE)
     sides = ["keras_sphere"]
     if args.reference_repo is None:
         print("note: no --reference-repo / --reference-python: reference skipped")

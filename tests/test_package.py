@@ -37,7 +37,7 @@ EXPECTED_LAYER_NAMES = {
     "SpinSphericalConv",
 }
 # Public functions of keras_sphere.layers (not layers, so not registered).
-EXPECTED_LAYER_FUNCTIONS = {"scattering_features"}
+EXPECTED_LAYER_FUNCTIONS = {"feature_statistics", "scattering_features"}
 
 
 def public_names(module):

@@ -9,6 +9,7 @@ from keras_sphere.layers.magnitude_nonlinearity import MagnitudeNonlinearity
 from keras_sphere.layers.phase_collapse import PhaseCollapse
 from keras_sphere.layers.scattering_features import scattering_features
 from keras_sphere.layers.scattering_layer import ScatteringLayer
+from keras_sphere.layers.scattering_layer import feature_statistics
 from keras_sphere.layers.spectral_batch_norm import SpectralBatchNorm
 from keras_sphere.layers.spherical_batch_norm import SphericalBatchNorm
 from keras_sphere.layers.spherical_mean import SphericalMean

@@ -10,13 +10,13 @@ file so that an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pathlib
 
 import keras
 import numpy as np
 
+from keras_sphere import _resumable
 from keras_sphere.layers.scattering_layer import scatter_channels
 from keras_sphere.sphere import Grid
 from keras_sphere.sphere.scattering import OUTPUTS
@@ -142,7 +142,11 @@ def scattering_features(
             "shape": [n_maps, *per_map],
             "settings": [ell_max, int(J0), depth, float(lam), oversample, output],
         }
-        result, done = _open_cache(path, record_path, record, dtype)
+        specs = {"features": ((n_maps, *per_map), np.dtype(dtype).str)}
+        arrays, done = _resumable.open_arrays(
+            {"features": path}, record_path, record, specs
+        )
+        result = arrays["features"]
 
     plans = network.plans("float32")
     progress = keras.utils.Progbar(n_maps, verbose=verbose, unit_name="map")
@@ -152,37 +156,9 @@ def scattering_features(
         batch = _batch(maps, start, stop)
         result[start:stop] = np.asarray(scatter_channels(batch, network, output, plans))
         if cache_path is not None:
-            result.flush()
-            record["done"] = stop
-            _write_json(record_path, record)
+            _resumable.mark_done(record_path, arrays, stop)
         progress.update(stop)
     if cache_path is not None:
-        del result
-        return np.load(path, mmap_mode="r")
+        del result, arrays
+        return _resumable.load_arrays({"features": path})["features"]
     return result
-
-
-def _open_cache(path: pathlib.Path, record_path: pathlib.Path, record: dict, dtype):
-    """(writable memory map, number of maps already done) for a feature cache."""
-    if record_path.exists() and path.exists():
-        stored = json.loads(record_path.read_text())
-        done = stored.pop("done", 0)
-        if stored != record:
-            raise ValueError(
-                f"The feature cache {path} was written for other maps or settings "
-                f"({stored}, expected {record}). Pass another cache_path, or delete "
-                f"{path} and {record_path} to recompute."
-            )
-        return np.lib.format.open_memmap(path, mode="r+"), int(done)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result = np.lib.format.open_memmap(
-        path, mode="w+", dtype=dtype, shape=tuple(record["shape"])
-    )
-    _write_json(record_path, {**record, "done": 0})
-    return result, 0
-
-
-def _write_json(path: pathlib.Path, content: dict) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(content))
-    os.replace(partial, path)

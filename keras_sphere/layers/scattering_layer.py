@@ -15,7 +15,12 @@ from keras_sphere.sphere.scattering import OUTPUTS
 from keras_sphere.sphere.scattering import ScatteringNetwork
 from keras_sphere.sphere.scattering import scattering_transform
 
-__all__ = ["NORMALIZATIONS", "ScatteringLayer", "scatter_channels"]
+__all__ = [
+    "NORMALIZATIONS",
+    "ScatteringLayer",
+    "feature_statistics",
+    "scatter_channels",
+]
 
 NORMALIZATIONS = (None, "standardize")
 
@@ -26,6 +31,39 @@ def _raise_if_not_finite(all_finite) -> None:
             "ScatteringLayer received maps with NaN or inf values. Clean or mask the "
             "maps first: one NaN spreads to every scattering coefficient."
         )
+
+
+def _spatial_moments(features: np.ndarray, grid) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel E[spherical mean of S] and E[spherical mean of S^2], float64."""
+    weights = grid.weights / (4.0 * math.pi)
+    mean = np.einsum("bijc,i->c", features, weights, dtype=np.float64)
+    squares = np.einsum("bijc,i->c", np.square(features, dtype=np.float64), weights)
+    return mean / len(features), squares / len(features)
+
+
+def _standard_deviation(mean: np.ndarray, mean_square: np.ndarray) -> np.ndarray:
+    std = np.sqrt(np.maximum(mean_square - mean**2, 0.0))
+    # A channel that never varies keeps its scale instead of dividing by zero.
+    return np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+
+
+def feature_statistics(features, grid) -> tuple[np.ndarray, np.ndarray]:
+    """The "standardize" statistics of precomputed spatial scattering features.
+
+    The statistics `ScatteringLayer.adapt_features` fits, without a layer: for
+    features cached by `scattering_features` before any layer exists.
+
+    Args:
+        features: (N, n_s, n_s, C P) spatial features on `grid`.
+        grid: the output `Grid` of the scattering network (n_s x n_s).
+
+    Returns:
+        (mean, std), float64 (C P,) each.
+    """
+    features = np.asarray(features)
+    grid.check_field_shape(features.shape[:3], "features")
+    mean, mean_square = _spatial_moments(features, grid)
+    return mean, _standard_deviation(mean, mean_square)
 
 
 def scatter_channels(maps, network: ScatteringNetwork, output: str, plans=None):
@@ -318,10 +356,48 @@ class ScatteringLayer(keras.layers.Layer):
         if count == 0:
             raise ValueError("adapt received no data.")
         mean = sums / (count * math.sqrt(4.0 * math.pi))
-        variance = squares / (count * 4.0 * math.pi) - mean**2
-        std = np.sqrt(np.maximum(variance, 0.0))
-        # A channel that never varies keeps its scale instead of dividing by zero.
-        std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+        self._set_statistics(mean, squares / (count * 4.0 * math.pi))
+
+    def adapt_features(self, features) -> None:
+        """Fit the "standardize" statistics to precomputed spatial features.
+
+        For features cached with `scattering_features(..., output="spatial")` (the
+        unnormalised output of this layer): the same statistics as `adapt`, with the
+        spherical means taken by the output grid's quadrature, which is exact for
+        the squares of fields at the output bandlimit.
+
+        Args:
+            features: (N, n_s, n_s, C P) or (N, n_s, n_s, 1, C P) spatial features.
+
+        Raises:
+            ValueError: without "standardize" normalisation, or for features whose
+                grid or channel count is not this layer's output.
+        """
+        if self.normalize != "standardize":
+            raise ValueError(
+                f"{self.name}.adapt_features fits the 'standardize' statistics; this "
+                f"layer has normalize={self.normalize!r}."
+            )
+        if not self.built:
+            raise ValueError(
+                f"{self.name} must be built (called on maps) before adapt_features, "
+                "so that its output grid is known."
+            )
+        features = np.asarray(features)
+        if features.ndim == 5 and features.shape[3] == 1:
+            features = features[:, :, :, 0, :]
+        grid = self._network.output_grid
+        expected = (*grid.shape, int(self.feature_mean.shape[0]))
+        if features.ndim != 4 or features.shape[1:] != expected or not len(features):
+            raise ValueError(
+                f"{self.name}.adapt_features expects spatial features (N, "
+                f"{expected[0]}, {expected[1]}, {expected[2]}), N >= 1. Received "
+                f"shape {features.shape}."
+            )
+        self._set_statistics(*_spatial_moments(features, grid))
+
+    def _set_statistics(self, mean: np.ndarray, mean_square: np.ndarray) -> None:
+        std = _standard_deviation(mean, mean_square)
         self.feature_mean.assign(mean.astype(self.feature_mean.dtype))
         self.feature_std.assign(std.astype(self.feature_std.dtype))
 

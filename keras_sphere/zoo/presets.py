@@ -1,0 +1,43 @@
+"""The registry of built-in presets and where their files live.
+
+A built-in preset is a folder of the repository's top-level ``zoo/`` directory (its
+recipe, card and keras-hub preset files). Installed wheels carry the same folders as
+the package ``keras_sphere.zoo.builtin`` (``pyproject.toml`` maps it to ``zoo/``).
+The sha256 of each weights file is recorded here, apart from the files it checks.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import pathlib
+
+__all__ = ["BUILTIN_PRESETS", "builtin_directory"]
+
+BUILTIN_PRESETS: dict[str, dict] = {
+    "cmb_1024": {
+        "task": "CMBClassifier",
+        "description": (
+            "Gaussian versus local-type non-Gaussian CMB temperature maps at "
+            "L = 1023 (2048 x 2048): scattering front end, spherical CNN, "
+            "invariant readout."
+        ),
+        "sha256": {},
+    },
+}
+
+
+def _zoo_root() -> pathlib.Path:
+    try:
+        root = importlib.resources.files("keras_sphere.zoo.builtin")
+        path = pathlib.Path(str(root))
+        if path.is_dir():
+            return path
+    except ModuleNotFoundError:
+        pass
+    # Source checkout: keras_sphere/zoo/presets.py -> <repo>/zoo
+    return pathlib.Path(__file__).resolve().parents[2] / "zoo"
+
+
+def builtin_directory(name: str) -> pathlib.Path:
+    """The folder of built-in preset `name` (a registry key)."""
+    return _zoo_root() / name

@@ -274,6 +274,9 @@ def main(argv=None) -> None:
     parser.add_argument("--cache-dir", type=pathlib.Path, default=DEFAULT_CACHE)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--output-dir", type=pathlib.Path, default=HERE, help="where the preset goes"
+    )
     args = parser.parse_args(argv)
     start = time.time()
     splits = {s: load_split(s, args.cache_dir) for s in ("train", "validation", "test")}
@@ -301,7 +304,9 @@ def main(argv=None) -> None:
 
     _, best_seed, best_model, (mean, std), best_result = max(runs, key=lambda r: r[:2])
     classifier = build_preset(best_model, mean, std)
-    plot_curves(curves, HERE / "training_curves.png")
+    out = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    plot_curves(curves, out / "training_curves.png")
 
     from keras_sphere import zoo
     from keras_sphere.data.cmb import CMBSimulator
@@ -323,10 +328,11 @@ def main(argv=None) -> None:
         "hardware": f"{platform.processor() or platform.machine()}, CPU only",
         "git_commit": _git_commit(),
     }
-    (HERE / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (HERE / "reference.json").write_text(
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "reference.json").write_text(
         json.dumps(
             {
+                "simulator": simulator.config(),
                 "split": "test",
                 "indices": [0, 1],
                 "labels": sample_labels.tolist(),
@@ -342,7 +348,7 @@ def main(argv=None) -> None:
 
     zoo.save_preset(
         classifier,
-        HERE,
+        out,
         model_card=model_card(metrics, classifier),
         metadata=metadata(metrics, classifier),
     )

@@ -233,3 +233,17 @@ def test_hf_handle_loads_offline_from_the_cache(saved, tmp_path):
     assert abs(float(loaded[0].split()[-1]) - expected) < 1e-4
     error = [line for line in result.stdout.splitlines() if line.startswith("ERROR")]
     assert error and "not in the cache" in error[0] and "HF_HUB_OFFLINE" in error[0]
+
+
+def test_keras_hub_loads_our_presets_directly(saved):
+    import keras_hub
+
+    from keras_sphere.models import CMBClassifier
+
+    model, directory, x = saved
+    backbone = keras_hub.models.Backbone.from_preset(str(directory))
+    task = CMBClassifier.from_preset(str(directory))
+    assert type(backbone).__name__ == "CMBBackbone"
+    np.testing.assert_array_equal(
+        task.predict(x, verbose=0), model.predict(x, verbose=0)
+    )

@@ -174,6 +174,33 @@ def test_standardize_gives_zero_mean_unit_variance(rng, output):
         np.testing.assert_allclose(out, values, atol=1e-5)
 
 
+def test_adapt_features_matches_adapt(rng):
+    # Both compute exact spherical means (Parseval for adapt, the output grid's
+    # quadrature, exact at the output bandlimit, for adapt_features): float32
+    # features accumulated in float64 agree to ~1e-6 relative.
+    grid = Grid.for_bandlimit(31)
+    maps, _ = red_maps(rng, grid, 5, 2)
+    from_maps = ScatteringLayer(2, normalize="standardize")
+    from_maps.adapt(maps, batch_size=2, verbose=0)
+    from_features = ScatteringLayer(2, normalize="standardize")
+    from_features.build(maps.shape)
+    features = np.asarray(scattering_features(maps, 2, verbose=0))
+    from_features.adapt_features(features)
+    for name in ("feature_mean", "feature_std"):
+        np.testing.assert_allclose(
+            getattr(from_features, name).numpy(),
+            getattr(from_maps, name).numpy(),
+            rtol=1e-5,
+            atol=1e-7,
+        )
+    mean, std = scattering_layer_module.feature_statistics(features, Grid(8, 8))
+    np.testing.assert_allclose(mean, from_maps.feature_mean.numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match="expects spatial features"):
+        from_features.adapt_features(features[:, :4])
+    with pytest.raises(ValueError, match="must be built"):
+        ScatteringLayer(2, normalize="standardize").adapt_features(features)
+
+
 def test_adapt_needs_standardize():
     with pytest.raises(ValueError, match="normalize='standardize'"):
         ScatteringLayer(J0=2).adapt(np.zeros((1, 32, 32, 1), np.float32))
@@ -322,9 +349,9 @@ def test_features_cache_resumes_after_an_interruption(rng, tmp_path, monkeypatch
     again = scattering_features(maps, J0=2, batch_size=2, cache_path=path, verbose=0)
     assert calls == [2, 2]
     np.testing.assert_array_equal(again, expected)
-    with pytest.raises(ValueError, match="written for other maps or settings"):
+    with pytest.raises(ValueError, match="written for other data or settings"):
         scattering_features(maps, J0=1, cache_path=path, verbose=0)
-    with pytest.raises(ValueError, match="written for other maps or settings"):
+    with pytest.raises(ValueError, match="written for other data or settings"):
         scattering_features(maps + 1, J0=2, cache_path=path, verbose=0)
 
 

@@ -32,7 +32,6 @@ def test_wheel_contains_presets_and_data(tmp_path):
             "wheel",
             str(REPO),
             "--no-deps",
-            "--no-build-isolation",
             "-q",
             "-w",
             str(tmp_path),

@@ -12,7 +12,7 @@ Reads the cache written by ``data.py`` and:
    `CMBClassifier` on 2048 x 2048 maps and saves it here as the ``cmb_1024`` preset,
    with metrics.json, training_curves.png, reference.json and the model card.
 
-    python zoo/cmb_1024/train.py [--cache-dir DIR] [--epochs 40] [--seeds 0 1 2]
+    python zoo/cmb_1024/train.py [--cache-dir DIR] [--epochs 25] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=pathlib.Path, default=DEFAULT_CACHE)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument(
         "--baseline-epochs",
         type=int,

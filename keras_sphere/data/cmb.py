@@ -46,11 +46,13 @@ __all__ = [
     "CMBSimulator",
     "SPLITS",
     "from_healpix",
+    "from_healpix_alm",
     "empirical_spectrum",
     "generate",
     "map_skewness",
     "power_spectrum",
     "quadratic_spectrum",
+    "to_healpix_alm",
 ]
 
 SPLITS = {"train": 0, "validation": 1, "test": 2}
@@ -419,17 +421,52 @@ def from_healpix(healpix_map: np.ndarray, ell_max: int, iterations: int = 3):
             f"Received: ell_max={ell_max}."
         )
     grid = Grid.for_bandlimit(ell_max)
-    ell, order = healpy.Alm.getlm(ell_max)
-    coeffs = np.zeros((len(values), ell_max + 1, 2 * ell_max + 1), np.complex128)
-    for row, channel in enumerate(values):
-        alm = healpy.map2alm(channel, lmax=ell_max, iter=iterations)
-        coeffs[row, ell, ell_max + order] = alm
-        negative = order > 0
-        coeffs[row, ell[negative], ell_max - order[negative]] = (
-            (-1.0) ** order[negative]
-        ) * np.conj(alm[negative])
+    coeffs = np.stack(
+        [
+            from_healpix_alm(healpy.map2alm(channel, lmax=ell_max, iter=iterations))
+            for channel in values
+        ]
+    )
     maps = np.asarray(isht(coeffs.astype(np.complex64), grid, is_real=True))
     return maps[0] if single else maps
+
+
+def from_healpix_alm(alm: np.ndarray) -> np.ndarray:
+    """Healpy's m >= 0 alm array (lmax = mmax = L) -> our padded layout of a real field.
+
+    Both use orthonormal harmonics with the Condon-Shortley phase; a_ell,-m is filled
+    by reality, a_ell,-m = (-1)^m conj(a_ell,m).
+
+    Returns:
+        complex128 (L + 1, 2 L + 1).
+    """
+    alm = np.asarray(alm)
+    ell_max = int(round((np.sqrt(8 * alm.size + 1) - 3) / 2))
+    if (ell_max + 1) * (ell_max + 2) // 2 != alm.size:
+        raise ValueError(
+            f"alm of size {alm.size} is not a healpy array with lmax = mmax."
+        )
+    ell = np.concatenate([np.arange(m, ell_max + 1) for m in range(ell_max + 1)])
+    order = np.concatenate([np.full(ell_max + 1 - m, m) for m in range(ell_max + 1)])
+    coeffs = np.zeros((ell_max + 1, 2 * ell_max + 1), np.complex128)
+    coeffs[ell, ell_max + order] = alm
+    negative = order > 0
+    coeffs[ell[negative], ell_max - order[negative]] = (
+        (-1.0) ** order[negative]
+    ) * np.conj(alm[negative])
+    return coeffs
+
+
+def to_healpix_alm(coeffs: np.ndarray) -> np.ndarray:
+    """Our padded coefficients of a real field -> healpy's m >= 0 alm array.
+
+    The inverse of `from_healpix_alm` (the m < 0 half is implied by reality).
+    """
+    coeffs = np.asarray(coeffs)
+    ell_max = coeffs.shape[-2] - 1
+    return np.concatenate([coeffs[m:, ell_max + m] for m in range(ell_max + 1)]).astype(
+        np.complex128
+    )
 
 
 def read_record(cache_dir: str | os.PathLike) -> dict:

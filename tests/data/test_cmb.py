@@ -427,3 +427,14 @@ def test_from_healpix(rng):
         cmb.from_healpix(healpix_map[:-1], ell_max)
     with pytest.raises(ValueError, match="3 nside - 1"):
         cmb.from_healpix(healpix_map, 3 * nside)
+
+
+def test_healpix_alm_round_trip(rng):
+    from keras_sphere.testing import random_coefficients
+
+    coeffs = random_coefficients(rng, 12, real_field=True)
+    alm = cmb.to_healpix_alm(coeffs)
+    assert alm.size == (13 * 14) // 2  # healpy's lmax = mmax = 12 layout
+    np.testing.assert_array_equal(cmb.from_healpix_alm(alm), coeffs)
+    with pytest.raises(ValueError, match="not a healpy array"):
+        cmb.from_healpix_alm(alm[:-1])

@@ -115,6 +115,25 @@ def model_card(metrics: dict, classifier) -> str:
         ),
     ]
     table = "\n".join(f"| {a} | {b} |" for a, b in rows)
+    check = metrics.get("rotation_check")
+    grid_note = (
+        "Every layer commutes with rotations up to the scattering modulus and the "
+        "pointwise\nnonlinearities, which are sampled on finite grids; the layers' "
+        "tests measure those\nerrors (`tests/layers/test_scattering_layer.py`, "
+        "`tests/layers/test_layer_stack.py`)."
+    )
+    if check:
+        rotation = (
+            f"{check['maps']} test maps, each also rotated by a uniformly random "
+            "rotation (exactly, in\nharmonic space; `zoo/cmb_1024/rotation_check.py`): "
+            f"accuracy {100 * check['accuracy_original']:.1f}% unrotated and "
+            f"{100 * check['accuracy_rotated']:.1f}% rotated;\nP(non-Gaussian) moved "
+            f"by {check['mean_abs_change_p_non_gaussian']:.3f} on average (at most "
+            f"{check['max_abs_change_p_non_gaussian']:.3f}), and "
+            f"{check['decisions_changed']} decision(s) changed.\n" + grid_note
+        )
+    else:
+        rotation = grid_note + " Run `zoo/cmb_1024/rotation_check.py` to measure it."
     params = classifier.count_params()
     trainable = sum(int(w.numpy().size) for w in classifier.trainable_weights)
     return f"""# cmb_1024: Gaussian versus non-Gaussian CMB maps at L = {ELL_MAX}
@@ -189,11 +208,7 @@ spectra are matched; (a) shows the signal is not in the large scales.
 ![training curves](training_curves.png)
 
 ## Equivariance
-Every layer commutes with rotations up to the scattering modulus and the pointwise
-nonlinearities, which are sampled on finite grids; the layers' tests measure those
-errors (`tests/layers/test_scattering_layer.py`, `tests/layers/test_layer_stack.py`).
-The classifier's probabilities are unchanged under rotations about the polar axis
-by multiples of the grid spacing (an exact grid symmetry, tested at small sizes).
+{rotation}
 
 ## Limitations
 - Simulated, toy non-Gaussianity of one amplitude; no instrument noise, beam, mask,

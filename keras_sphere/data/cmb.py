@@ -250,6 +250,27 @@ class CMBSimulator:
         )
 
 
+def _resumed_specs(cache_dir, simulator, split, n_maps, outputs) -> dict | None:
+    """Output specs of a started cache for the same request, else None."""
+    if cache_dir is None or not (pathlib.Path(cache_dir) / _RECORD).exists():
+        return None
+    stored = read_record(cache_dir)
+    names = {*outputs, "labels"}
+    if (
+        stored.get("format") != _FORMAT_VERSION
+        or stored.get("simulator") != simulator.config()
+        or stored.get("split") != split
+        or set(stored.get("outputs", {})) != names
+        or stored.get("done", 0) < 1
+        or any(shape[0] != n_maps for shape, _ in stored["outputs"].values())
+    ):
+        return None  # open_arrays then explains any mismatch
+    return {
+        name: (tuple(shape), dtype)
+        for name, (shape, dtype) in stored["outputs"].items()
+    }
+
+
 def empirical_spectrum(coeffs: np.ndarray) -> np.ndarray:
     """Per-map power spectrum C^_ell = sum_m |a_ell,m|^2 / (2 ell + 1).
 
@@ -326,15 +347,19 @@ def generate(
     if int(n_maps) < 1:
         raise ValueError(f"n_maps must be >= 1. Received: n_maps={n_maps}")
     indices = np.arange(int(n_maps))
-    first = indices[: min(batch_size, n_maps)]
-    coeffs, labels = simulator.coefficients(split, first)
-    maps = simulator.synthesise(coeffs)
-    firsts = {name: np.asarray(fn(maps, coeffs)) for name, fn in outputs.items()}
-    firsts["labels"] = labels
-    specs = {
-        name: ((int(n_maps), *value.shape[1:]), value.dtype.str)
-        for name, value in firsts.items()
-    }
+    firsts = None
+    specs = _resumed_specs(cache_dir, simulator, split, int(n_maps), outputs)
+    if specs is None:
+        # The output shapes are those of the first batch, which is kept.
+        first = indices[: min(batch_size, n_maps)]
+        coeffs, labels = simulator.coefficients(split, first)
+        maps = simulator.synthesise(coeffs)
+        firsts = {name: np.asarray(fn(maps, coeffs)) for name, fn in outputs.items()}
+        firsts["labels"] = labels
+        specs = {
+            name: ((int(n_maps), *value.shape[1:]), value.dtype.str)
+            for name, value in firsts.items()
+        }
     record = {
         "format": _FORMAT_VERSION,
         "simulator": simulator.config(),
@@ -353,7 +378,7 @@ def generate(
     progress.update(done)
     for start in range(done, int(n_maps), batch_size):
         batch = indices[start : start + batch_size]
-        if start == 0:
+        if start == 0 and firsts is not None:
             values = firsts
         else:
             coeffs, labels = simulator.coefficients(split, batch)

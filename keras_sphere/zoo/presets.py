@@ -8,7 +8,6 @@ The sha256 of each weights file is recorded here, apart from the files it checks
 
 from __future__ import annotations
 
-import importlib.resources
 import pathlib
 
 __all__ = ["BUILTIN_PRESETS", "builtin_directory"]
@@ -30,13 +29,9 @@ BUILTIN_PRESETS: dict[str, dict] = {
 
 
 def _zoo_root() -> pathlib.Path:
-    try:
-        root = importlib.resources.files("keras_sphere.zoo.builtin")
-        path = pathlib.Path(str(root))
-        if path.is_dir():
-            return path
-    except ModuleNotFoundError:
-        pass
+    installed = pathlib.Path(__file__).resolve().parent / "builtin"
+    if installed.is_dir():  # a wheel: zoo/ was packaged as keras_sphere/zoo/builtin
+        return installed
     # Source checkout: keras_sphere/zoo/presets.py -> <repo>/zoo
     return pathlib.Path(__file__).resolve().parents[2] / "zoo"
 

@@ -1,5 +1,6 @@
 """The wheel carries the built-in presets and the stored CMB spectrum."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -49,3 +50,40 @@ def test_wheel_contains_presets_and_data(tmp_path):
             assert (packaged in names) == shipped, packaged
     # Recipes and caches stay in the repository.
     assert not any(n.endswith(".py") and "/zoo/builtin/" in n for n in names)
+
+    # Installed (outside the source tree), built-in presets resolve inside the package.
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        timeout=600,
+    )
+    script = (
+        "import keras_sphere; from keras_sphere.zoo.presets import builtin_directory; "
+        "print(keras_sphere.__file__); "
+        "print(builtin_directory('cmb_1024')); "
+        "print(keras_sphere.zoo.card('cmb_1024', show=False).splitlines()[0])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        timeout=300,
+        check=True,
+    )
+    module, directory, title = result.stdout.splitlines()[-3:]
+    assert module.startswith(str(target))
+    assert directory == str(target / "keras_sphere/zoo/builtin/cmb_1024")
+    assert title.startswith("# cmb_1024")

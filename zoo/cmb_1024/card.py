@@ -35,6 +35,7 @@ def metadata(metrics: dict, classifier) -> dict:
     n = 2 * (ELL_MAX + 1)
     return {
         "task": "CMBClassifier",
+        "parameters": classifier.count_params(),
         "grid": {"n_lat": n, "n_lon": n, "type": "equiangular, both poles"},
         "ell_max": ELL_MAX,
         "spins": [0],

@@ -95,17 +95,21 @@ def feature_classifier(
         dropout: as in `CMBClassifier`.
         activation: as in `CMBClassifier`.
     """
-    n_s, _, channels = feature_shape
-    inputs = keras.Input(feature_shape, name="scattering_features")
-    x = keras.layers.Normalization(
-        mean=np.asarray(mean), variance=np.square(np.asarray(std))
-    )(inputs)
+    layers = _cnn_layers(tuple(filters), tuple(num_filter_params), None)
+    layers += _head_layers(hidden_units, dropout, activation, 2, None)
+    return _on_features(feature_shape[0], mean, std, layers, "cmb_feature_classifier")
+
+
+def _on_features(n_s: int, mean, std, layers, name: str) -> keras.Model:
+    """Standardise (batch, n_s, n_s, P) features, add the spin axis, run `layers`."""
+    mean, std = np.asarray(mean), np.asarray(std)
+    channels = mean.shape[0]
+    inputs = keras.Input((n_s, n_s, channels), name="scattering_features")
+    x = keras.layers.Normalization(mean=mean, variance=np.square(std))(inputs)
     x = keras.layers.Reshape((n_s, n_s, 1, channels))(x)
-    for layer in _cnn_layers(tuple(filters), tuple(num_filter_params), None):
+    for layer in layers:
         x = layer(x)
-    for layer in _head_layers(hidden_units, dropout, activation, 2, None):
-        x = layer(x)
-    return keras.Model(inputs, x, name="cmb_feature_classifier")
+    return keras.Model(inputs, x, name=name)
 
 
 def transfer_weights(source: keras.Model, target: keras.Model) -> list[str]:
@@ -213,16 +217,13 @@ class CMBBackbone(keras_hub.models.Backbone):
         """
         if not self.scattering:
             raise ValueError("feature_model needs a backbone with scattering=True.")
-        mean = keras.ops.convert_to_numpy(self.front.feature_mean)
-        std = keras.ops.convert_to_numpy(self.front.feature_std)
-        n_s = self.front.network.output_grid.n_lat
-        channels = mean.shape[0]
-        inputs = keras.Input((n_s, n_s, channels), name="scattering_features")
-        x = keras.layers.Normalization(mean=mean, variance=std**2)(inputs)
-        x = keras.layers.Reshape((n_s, n_s, 1, channels))(x)
-        for layer in self.cnn_layers:
-            x = layer(x)
-        return keras.Model(inputs, x, name=f"{self.name}_on_features")
+        return _on_features(
+            self.front.network.output_grid.n_lat,
+            keras.ops.convert_to_numpy(self.front.feature_mean),
+            keras.ops.convert_to_numpy(self.front.feature_std),
+            self.cnn_layers,
+            f"{self.name}_on_features",
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -18,20 +18,10 @@ import numpy as np
 
 import keras_sphere  # noqa: F401  (selects the JAX backend)
 from keras_sphere.data.cmb import CMBSimulator
+from keras_sphere.data.cmb import map_skewness
 from keras_sphere.sphere import Grid
 from keras_sphere.sphere import isht
 from keras_sphere.sphere import truncate
-
-
-def weighted_skewness(maps: np.ndarray, grid: Grid) -> np.ndarray:
-    """Area-weighted skewness of each map (B, n_lat, n_lon)."""
-    weights = np.broadcast_to(grid.weights[:, None], grid.shape)
-    weights = weights / weights.sum()
-    mean = np.einsum("bij,ij->b", maps, weights)
-    centred = maps - mean[:, None, None]
-    var = np.einsum("bij,ij->b", centred**2, weights)
-    third = np.einsum("bij,ij->b", centred**3, weights)
-    return third / var**1.5
 
 
 def lowpass_maps(coeffs: np.ndarray, ell_max: int) -> np.ndarray:
@@ -68,9 +58,9 @@ def main(argv=None) -> None:
             coeffs, label = simulator.coefficients(
                 "validation", range(start, start + 4)
             )
-            full.append(weighted_skewness(simulator.synthesise(coeffs), simulator.grid))
+            full.append(map_skewness(simulator.synthesise(coeffs), simulator.grid))
             low.append(
-                weighted_skewness(
+                map_skewness(
                     lowpass_maps(coeffs, args.low), Grid.for_bandlimit(args.low)
                 )
             )

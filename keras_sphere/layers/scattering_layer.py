@@ -226,6 +226,7 @@ class ScatteringLayer(keras.layers.Layer):
                 ell,
                 (0,),
                 name=f"scattering_{grid.n_lat}x{grid.n_lon}_L{ell}",
+                method="plan",  # the scattering network runs on SHTPlans
             )
             for grid, ell in self._network.transform_keys
         )

@@ -15,6 +15,7 @@ import numpy as np
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
+from keras_sphere.layers.spins import read_float32
 from keras_sphere.layers.spins import validity_mask
 
 __all__ = ["SpectralBatchNorm"]
@@ -220,7 +221,7 @@ class SpectralBatchNorm(keras.layers.Layer):
         import jax.numpy as jnp
 
         if not (training and self.trainable):
-            return self._moving_mean(), _read(self.moving_variance)
+            return self._moving_mean(), read_float32(self.moving_variance)
         total = jnp.sum(example_weights)
         has_examples = total > 0
         safe_total = jnp.where(has_examples, total, 1.0)
@@ -237,7 +238,7 @@ class SpectralBatchNorm(keras.layers.Layer):
                 jnp.where(has_examples, updated, old).astype(variable.dtype)
             )
 
-        moving(_read(self.moving_variance), variance, self.moving_variance)
+        moving(read_float32(self.moving_variance), variance, self.moving_variance)
         if zero_coeff is None:
             return None, variance
         weights = example_weights.astype(jnp.complex64)
@@ -245,8 +246,8 @@ class SpectralBatchNorm(keras.layers.Layer):
         mean = (
             jnp.einsum("b,bc->c", weights, zero_coeff, precision="highest") / safe_total
         )
-        moving(_read(self.moving_mean_real), mean.real, self.moving_mean_real)
-        moving(_read(self.moving_mean_imag), mean.imag, self.moving_mean_imag)
+        moving(read_float32(self.moving_mean_real), mean.real, self.moving_mean_real)
+        moving(read_float32(self.moving_mean_imag), mean.imag, self.moving_mean_imag)
         return mean, variance
 
     def _moving_mean(self):
@@ -255,7 +256,7 @@ class SpectralBatchNorm(keras.layers.Layer):
         if self._zero_index is None:
             return None
         return jax.lax.complex(
-            _read(self.moving_mean_real), _read(self.moving_mean_imag)
+            read_float32(self.moving_mean_real), read_float32(self.moving_mean_imag)
         )
 
     def _scale(self, variance):
@@ -263,14 +264,18 @@ class SpectralBatchNorm(keras.layers.Layer):
         import jax
         import jax.numpy as jnp
 
-        gamma = jax.lax.complex(_read(self.gamma_real), _read(self.gamma_imag))
+        gamma = jax.lax.complex(
+            read_float32(self.gamma_real), read_float32(self.gamma_imag)
+        )
         return gamma * jax.lax.rsqrt(variance + self.epsilon).astype(jnp.complex64)
 
     def _beta(self):
         """Complex bias of the spin-0 slice, complex64 (C,), spatial units."""
         import jax
 
-        return jax.lax.complex(_read(self.beta_real), _read(self.beta_imag))
+        return jax.lax.complex(
+            read_float32(self.beta_real), read_float32(self.beta_imag)
+        )
 
     # -- forward -----------------------------------------------------------------------
 
@@ -308,10 +313,3 @@ class SpectralBatchNorm(keras.layers.Layer):
             {"spins": self.spins, "momentum": self.momentum, "epsilon": self.epsilon}
         )
         return config
-
-
-def _read(variable):
-    """A weight's value in float32 (weights may be stored in bfloat16)."""
-    import jax.numpy as jnp
-
-    return jnp.asarray(variable.value, jnp.float32)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-__all__ = ["check_jax_backend", "normalize_spins", "spin_zero_index", "validity_mask"]
+__all__ = [
+    "check_jax_backend",
+    "normalize_spins",
+    "read_float32",
+    "spin_zero_index",
+    "validity_mask",
+]
 
 
 def check_jax_backend(layer_name: str) -> None:
@@ -70,3 +76,10 @@ def fix_input_shape(layer, input_shape) -> None:
     shape=(None, n_lat, n_lon, S, C), found shape=...".
     """
     layer.input_spec = keras.InputSpec(shape=(None, *tuple(input_shape)[1:]))
+
+
+def read_float32(variable):
+    """A weight's value in float32 (weights may be stored in bfloat16)."""
+    import jax.numpy as jnp
+
+    return jnp.asarray(variable.value, jnp.float32)

@@ -14,6 +14,11 @@ registered the same way (an object with a ``state`` variable in the layer's seed
 generator list), so the tables enter jitted steps as arguments, follow
 ``keras.distribution`` layouts, and stay out of ``.keras`` files, ``save_weights`` and
 parameter counts.
+
+Two ways to transform: the FFT + Legendre `SHTPlan` (any size), or for small grids
+and bandlimits one dense complex matrix product per spin (``sphere/dense.py``), which
+is 2-8x faster inside CNNs (hundreds of thousands of small maps per layer, channels
+last). ``method="auto"`` picks dense up to ``DENSE_MAX_SIZE``.
 """
 
 from __future__ import annotations
@@ -25,8 +30,16 @@ import numpy as np
 from keras_sphere.sphere import Grid
 from keras_sphere.sphere import SHTPlan
 from keras_sphere.sphere import sht_plan
+from keras_sphere.sphere.dense import sht_matrices
 
-__all__ = ["TransformState"]
+__all__ = ["DENSE_MAX_SIZE", "TransformState"]
+
+# Dense transforms while n_lat * n_lon * (L + 1)^2 is at most this: 16 x 16 at L = 7
+# (4x the dense work still wins at 32 x 32 -> L = 7), 8 x 8 at L = 3; 32 x 32 at
+# L = 15 and larger use the plan. Measured on the QM9 layers of
+# `benchmarks/train_step.py`: dense 2-8x faster below, slower above.
+DENSE_MAX_SIZE = 2**16
+_METHODS = ("auto", "plan", "dense")
 
 
 class _TableHolder:
@@ -54,14 +67,27 @@ class TransformState:
         ell_max: inclusive maximum degree of the spectral side.
         spins: spin weights needed.
         name: prefix for the variable names.
+        method: "plan" (FFT + Legendre tables, any size; `plan` needs it), "dense"
+            (matrices, for small sizes) or "auto" (dense up to `DENSE_MAX_SIZE`).
     """
 
-    def __init__(self, layer, grid: Grid, ell_max: int, spins, name: str):
+    def __init__(
+        self, layer, grid: Grid, ell_max: int, spins, name: str, method: str = "auto"
+    ):
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}. Received: {method!r}")
         self.grid = grid
         self.ell_max = int(ell_max)
         self.spins = tuple(int(s) for s in spins)
+        if method == "auto":
+            size = grid.n_lat * grid.n_lon * (self.ell_max + 1) ** 2
+            method = "dense" if size <= DENSE_MAX_SIZE else "plan"
+        self.method = method
         self._treedefs = {}
         self._holders = {}
+        if method == "dense":
+            self._build_dense(layer, name)
+            return
         for spin in sorted(set(self.spins)):
             plan = sht_plan(grid, self.ell_max, spin, "float32")
             leaves, treedef = jax.tree_util.tree_flatten(plan)
@@ -73,8 +99,43 @@ class TransformState:
             self._treedefs[spin] = treedef
             self._holders[spin] = holders
 
+    def _build_dense(self, layer, name: str) -> None:
+        """Per-spin dense matrices as four float32 tables (real / imaginary parts)."""
+        self._spin_order = sorted(set(self.spins))
+        matrices = [sht_matrices(self.grid, self.ell_max, s) for s in self._spin_order]
+        forward = np.stack([f for f, _ in matrices])  # [s, p, q]
+        inverse = np.stack([g for _, g in matrices])  # [s, q, p]
+        tables = {
+            "forward_real": forward.real,
+            "forward_imag": forward.imag,
+            "inverse_real": inverse.real,
+            "inverse_imag": inverse.imag,
+        }
+        for key, value in tables.items():
+            holder = _TableHolder(value.astype(np.float32), f"{name}_dense_{key}")
+            layer._seed_generators.append(holder)
+            self._holders[key] = holder
+
+    def _dense_tables(self, direction: str, spins):
+        """(real, imag) float32 tables of `direction`, one slice per entry of spins."""
+        import jax.numpy as jnp
+
+        order = [self._spin_order.index(int(s)) for s in spins]
+        parts = []
+        for part in ("real", "imag"):
+            table = self._holders[f"{direction}_{part}"].state.value
+            if order != list(range(table.shape[0])):
+                table = jnp.take(table, jnp.asarray(order), axis=0)
+            parts.append(table)
+        return parts
+
     def plan(self, spin: int) -> SHTPlan:
         """The plan for `spin`, its tables read from the layer state (traced in fit)."""
+        if self.method != "plan":
+            raise ValueError(
+                "This TransformState holds dense matrices; build it with "
+                'method="plan" to get SHTPlans.'
+            )
         leaves = [holder.state.value for holder in self._holders[spin]]
         return jax.tree_util.tree_unflatten(self._treedefs[spin], leaves)
 
@@ -95,6 +156,8 @@ class TransformState:
             field = field.astype(jnp.complex64)
         else:
             field = field.astype(jnp.float32)
+        if self.method == "dense":
+            return self._dense_forward(field, spins)
         slices = []
         for index, spin in enumerate(spins):
             part = jnp.moveaxis(field[..., index, :], -1, 1)  # [B, C, lat, lon]
@@ -116,9 +179,70 @@ class TransformState:
         import jax.numpy as jnp
 
         coeffs = coeffs.astype(jnp.complex64)
+        if self.method == "dense":
+            return self._dense_inverse(coeffs, spins, is_real)
         slices = []
         for index, spin in enumerate(spins):
             part = jnp.moveaxis(coeffs[..., index, :], -1, 1)  # [B, C, ell, m]
             slices.append(self.plan(spin).inverse(part, is_real=is_real))
         field = jnp.stack(slices, axis=2)  # [B, C, S, lat, lon]
         return jnp.transpose(field, (0, 3, 4, 2, 1))
+
+    def _dense_forward(self, field, spins):
+        import jax
+        import jax.numpy as jnp
+
+        batch, n_lat, n_lon, n_spins, channels = field.shape
+        samples = field.reshape(batch, n_lat * n_lon, n_spins, channels)
+        real, imag = self._dense_tables("forward", spins)
+
+        def apply(table, data):
+            # [s, p, q] x [b, q, s, c] -> [b, p, s, c]: channels stay the free axis.
+            return jnp.einsum("spq,bqsc->bpsc", table, data, precision="highest")
+
+        if jnp.iscomplexobj(samples):
+            packed = apply(jax.lax.complex(real, imag), samples)
+        else:  # real spin-0 input: two real products instead of one complex one
+            packed = jax.lax.complex(apply(real, samples), apply(imag, samples))
+        return _unpack(packed, self.ell_max)
+
+    def _dense_inverse(self, coeffs, spins, is_real):
+        import jax
+        import jax.numpy as jnp
+
+        packed = _pack(coeffs, self.ell_max)  # [b, p, s, c]
+        real, imag = self._dense_tables("inverse", spins)
+
+        def apply(table, data):
+            # [s, q, p] x [b, p, s, c] -> [b, q, s, c]
+            return jnp.einsum("sqp,bpsc->bqsc", table, data, precision="highest")
+
+        if is_real:  # Re(G a) = Re G Re a - Im G Im a
+            field = apply(real, packed.real) - apply(imag, packed.imag)
+        else:
+            field = apply(jax.lax.complex(real, imag), packed)
+        return field.reshape(
+            coeffs.shape[0], self.grid.n_lat, self.grid.n_lon, *coeffs.shape[3:]
+        )
+
+
+def _pack(coeffs, ell_max: int):
+    """Padded (b, L + 1, 2L + 1, s, c) to packed (b, (L + 1)^2, s, c)."""
+    import jax.numpy as jnp
+
+    rows = [
+        coeffs[:, ell, ell_max - ell : ell_max + ell + 1] for ell in range(ell_max + 1)
+    ]
+    return jnp.concatenate(rows, axis=1)
+
+
+def _unpack(packed, ell_max: int):
+    """Packed (b, (L + 1)^2, s, c) -> padded (b, L + 1, 2L + 1, s, c), zeros outside."""
+    import jax.numpy as jnp
+
+    rows = []
+    for ell in range(ell_max + 1):
+        row = packed[:, ell * ell : (ell + 1) ** 2]
+        gap = ell_max - ell
+        rows.append(jnp.pad(row, ((0, 0), (gap, gap), (0, 0), (0, 0))))
+    return jnp.stack(rows, axis=1)

@@ -1,0 +1,69 @@
+"""TransformState: dense matrices and SHT plans give the same transforms."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_sphere.layers.transform_state import DENSE_MAX_SIZE
+from keras_sphere.layers.transform_state import TransformState
+from keras_sphere.sphere import Grid
+
+
+def _pair(grid, ell_max, spins):
+    """The same transform state built both ways, on throwaway layers."""
+    return [
+        TransformState(keras.layers.Layer(), grid, ell_max, spins, "t", method=method)
+        for method in ("plan", "dense")
+    ]
+
+
+def _relative_error(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("n_lat, n_lon, ell_max", [(8, 8, 3), (16, 16, 7), (9, 16, 3)])
+@pytest.mark.parametrize("spins", [(0,), (0, 1), (1, 0, -2)])
+def test_dense_equals_plan(rng, n_lat, n_lon, ell_max, spins):
+    # Both are float32 evaluations of the same linear maps (tables built in float64):
+    # they agree to float32 round-off, bound 1e-5 relative.
+    grid = Grid(n_lat, n_lon)
+    plan, dense = _pair(grid, ell_max, spins)
+    assert (plan.method, dense.method) == ("plan", "dense")
+    shape = (2, n_lat, n_lon, len(spins), 3)
+    field = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+    expected = plan.to_spectral(field, spins)
+    assert _relative_error(dense.to_spectral(field, spins), expected) < 1e-5
+    coeffs = np.asarray(expected)
+    assert (
+        _relative_error(dense.to_spatial(coeffs, spins), plan.to_spatial(coeffs, spins))
+        < 1e-5
+    )
+
+
+def test_dense_real_spin_zero_paths(rng):
+    grid = Grid(16, 16)
+    plan, dense = _pair(grid, 7, (0,))
+    field = rng.normal(size=(2, 16, 16, 1, 4)).astype(np.float32)
+    coeffs = plan.to_spectral(field, (0,))
+    assert _relative_error(dense.to_spectral(field, (0,)), coeffs) < 1e-5
+    spatial = dense.to_spatial(coeffs, (0,), is_real=True)
+    assert spatial.dtype == np.float32
+    assert _relative_error(spatial, plan.to_spatial(coeffs, (0,), is_real=True)) < 1e-5
+    # Band-limited real field: the round trip gives it back.
+    assert _relative_error(spatial, plan.to_spatial(coeffs, (0,)).real) < 1e-5
+
+
+def test_method_choice_and_errors():
+    layer = keras.layers.Layer()
+    small = TransformState(layer, Grid(16, 16), 7, (0,), "small")
+    assert small.method == "dense"
+    assert 16 * 16 * 8**2 <= DENSE_MAX_SIZE < 64 * 64 * 32**2
+    large = TransformState(layer, Grid(64, 64), 31, (0,), "large")
+    assert large.method == "plan"
+    large.plan(0)
+    with pytest.raises(ValueError, match="dense matrices"):
+        small.plan(0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        TransformState(layer, Grid(8, 8), 3, (0,), "bad", method="fft")
+    # Tables are state, not weights: nothing counted, nothing saved.
+    assert not layer.weights

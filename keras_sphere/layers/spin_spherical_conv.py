@@ -10,11 +10,12 @@ import numpy as np
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
+from keras_sphere.layers.spins import read_float32
 from keras_sphere.layers.spins import validity_mask
 from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.sphere import Grid
 
-__all__ = ["SpinSphericalConv", "localized_interpolation"]
+__all__ = ["SpinSphericalConv", "localized_interpolation", "mix_degrees"]
 
 _REPRESENTATIONS = ("spatial", "spectral")
 
@@ -262,19 +263,27 @@ class SpinSphericalConv(keras.layers.Layer):
             )
         self._mask = validity_mask(ell_out, self.spins_out)
 
-    def kernel(self):
-        """Complex kernel per degree: complex64 (L_k + 1, S_in, S_out, C_in, C_out)."""
-        import jax
+    def kernel_parts(self):
+        """Real and imaginary kernel parts per degree (localized ones interpolated).
+
+        Returns:
+            two float32 arrays, (L_k + 1, S_in, S_out, C_in, C_out).
+        """
         import jax.numpy as jnp
 
-        real = jnp.asarray(self.kernel_real.value, jnp.float32)
-        imag = jnp.asarray(self.kernel_imag.value, jnp.float32)
+        real, imag = read_float32(self.kernel_real), read_float32(self.kernel_imag)
         if self.num_filter_params is not None:
             # [ell, p] x [i, o, c, d, p] -> [ell, i, o, c, d]
             interp = jnp.asarray(self._interpolation)
             real = jnp.einsum("lp,iocdp->liocd", interp, real)
             imag = jnp.einsum("lp,iocdp->liocd", interp, imag)
-        return jax.lax.complex(real, imag)
+        return real, imag
+
+    def kernel(self):
+        """Complex kernel per degree: complex64 (L_k + 1, S_in, S_out, C_in, C_out)."""
+        import jax
+
+        return jax.lax.complex(*self.kernel_parts())
 
     # -- forward -----------------------------------------------------------------------
 
@@ -290,13 +299,7 @@ class SpinSphericalConv(keras.layers.Layer):
             coeffs = jnp.asarray(inputs).astype(jnp.complex64)
             if self._ell_kernel < self._ell_in:
                 coeffs = _truncate_spectral(coeffs, self._ell_kernel, truncate)
-        # [b, ell, m, i, c] x [ell, i, o, c, d] -> [b, ell, m, o, d]
-        out = jnp.einsum(
-            "blmic,liocd->blmod",
-            coeffs,
-            self.kernel(),
-            precision="highest",
-        )
+        out = mix_degrees(coeffs, *self.kernel_parts())
         if self._ell_out > self._ell_kernel:
             out = _pad_spectral(out, self._ell_out, pad)
         out = out * jnp.asarray(self._mask)
@@ -336,6 +339,50 @@ class SpinSphericalConv(keras.layers.Layer):
             }
         )
         return config
+
+
+def mix_degrees(coeffs, kernel_real, kernel_imag):
+    """The spectral convolution: each degree mixed across spins and channels.
+
+    out[b, ell, m, o, d] = sum_{i, c} coeffs[b, ell, m, i, c] K[ell, i, o, c, d], with
+    K = kernel_real + i kernel_imag, evaluated as one real batched matrix product
+    over degrees, [Re x, Im x] [[Kr, Ki], [-Ki, Kr]] = [Re y, Im y]: XLA's complex
+    einsum over this layout ran 1.8x slower forward and backward, most of it in the
+    transposes of its backward pass (``benchmarks/README.md``).
+
+    Args:
+        coeffs: complex, (batch, L + 1, 2L + 1, S_in, C_in).
+        kernel_real: float32, (L + 1, S_in, S_out, C_in, C_out).
+        kernel_imag: float32, same shape.
+
+    Returns:
+        complex64, (batch, L + 1, 2L + 1, S_out, C_out).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    _, n_ell, n_m, n_in, c_in = coeffs.shape
+    n_out, c_out = kernel_real.shape[2], kernel_real.shape[4]
+    width_in, width_out = n_in * c_in, n_out * c_out
+    # [b, ell, m, i, c] -> [ell, (b m), (i c)], rows of real then imaginary parts.
+    rows = jnp.transpose(coeffs, (1, 0, 2, 3, 4)).reshape(n_ell, -1, width_in)
+    rows = jnp.concatenate([rows.real, rows.imag], axis=-1).astype(jnp.float32)
+
+    def per_degree(part):  # [ell, i, o, c, d] -> [ell, (i c), (o d)]
+        return jnp.transpose(part, (0, 1, 3, 2, 4)).reshape(n_ell, width_in, width_out)
+
+    real, imag = per_degree(kernel_real), per_degree(kernel_imag)
+    kernel = jnp.concatenate(
+        [
+            jnp.concatenate([real, imag], axis=-1),
+            jnp.concatenate([-imag, real], axis=-1),
+        ],
+        axis=1,
+    )  # [ell, 2 (i c), 2 (o d)]
+    out = jnp.matmul(rows, kernel, precision="highest")  # [ell, (b m), 2 (o d)]
+    out = jax.lax.complex(out[..., :width_out], out[..., width_out:])
+    out = out.reshape(n_ell, -1, n_m, n_out, c_out)
+    return jnp.transpose(out, (1, 0, 2, 3, 4))
 
 
 def _truncate_spectral(coeffs, ell_max, truncate):

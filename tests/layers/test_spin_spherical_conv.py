@@ -3,6 +3,7 @@ import pytest
 
 from keras_sphere.layers import SpinSphericalConv
 from keras_sphere.layers.spin_spherical_conv import localized_interpolation
+from keras_sphere.layers.spin_spherical_conv import mix_degrees
 from keras_sphere.sphere import Grid
 from keras_sphere.testing import assert_equivariant
 from keras_sphere.testing import flip_spatial
@@ -204,6 +205,24 @@ def test_localized_with_all_anchors_equals_full(rng):
         getattr(full, name).assign(np.moveaxis(value, -1, 0))
     np.testing.assert_allclose(full(inputs), local(inputs), atol=1e-6)
     np.testing.assert_allclose(localized_interpolation(3, 4), np.eye(4))
+
+
+def test_mix_degrees_equals_complex_einsum(rng):
+    # Oracle: the complex einsum in float64. The real block product sums the same
+    # 2 * S_in * C_in = 24 float32 terms per output, so 1e-6 relative covers it.
+    shape = (3, 5, 9, 2, 6)
+    coeffs = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+    kernel = rng.normal(size=(5, 2, 3, 6, 4)) + 1j * rng.normal(size=(5, 2, 3, 6, 4))
+    expected = np.einsum("blmic,liocd->blmod", coeffs, kernel)
+    out = mix_degrees(
+        coeffs.astype(np.complex64),
+        kernel.real.astype(np.float32),
+        kernel.imag.astype(np.float32),
+    )
+    assert out.shape == (3, 5, 9, 3, 4) and out.dtype == np.complex64
+    np.testing.assert_allclose(
+        out, expected, rtol=0, atol=1e-6 * np.abs(expected).max()
+    )
 
 
 def test_real_and_complex_spin0_input_agree(rng):

@@ -344,14 +344,17 @@ class SpinSphericalConv(keras.layers.Layer):
 def mix_degrees(coeffs, kernel_real, kernel_imag):
     """The spectral convolution: each degree mixed across spins and channels.
 
-    out[b, ell, m, o, d] = sum_{i, c} coeffs[b, ell, m, i, c] K[ell, i, o, c, d], with
-    K = kernel_real + i kernel_imag, evaluated as one real batched matrix product
-    over degrees, [Re x, Im x] [[Kr, Ki], [-Ki, Kr]] = [Re y, Im y]: XLA's complex
-    einsum over this layout ran 1.8x slower forward and backward, most of it in the
-    transposes of its backward pass (``benchmarks/README.md``).
+    out[b, ell, m, o, d] = sum_{i, c} coeffs[b, ell, m, i, c] K[ell, i, o, c, d] for
+    |m| <= ell, zero elsewhere, with K = kernel_real + i kernel_imag. Each degree is
+    one real matrix product over its 2 ell + 1 valid orders only,
+    [Re x, Im x] [[Kr, Ki], [-Ki, Kr]] = [Re y, Im y]. Measured against a complex
+    einsum over the padded (L + 1, 2L + 1) layout (QM9 blocks, L = 7, 2 spins, 128
+    channels, forward and backward): 3x faster, from skipping the 47% padding and
+    the transposes XLA's complex einsum made in its backward pass.
 
     Args:
-        coeffs: complex, (batch, L + 1, 2L + 1, S_in, C_in).
+        coeffs: complex, (batch, L + 1, 2L + 1, S_in, C_in); entries with |m| > ell
+            are ignored.
         kernel_real: float32, (L + 1, S_in, S_out, C_in, C_out).
         kernel_imag: float32, same shape.
 
@@ -362,11 +365,9 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
     import jax.numpy as jnp
 
     _, n_ell, n_m, n_in, c_in = coeffs.shape
+    ell_max = n_ell - 1
     n_out, c_out = kernel_real.shape[2], kernel_real.shape[4]
     width_in, width_out = n_in * c_in, n_out * c_out
-    # [b, ell, m, i, c] -> [ell, (b m), (i c)], rows of real then imaginary parts.
-    rows = jnp.transpose(coeffs, (1, 0, 2, 3, 4)).reshape(n_ell, -1, width_in)
-    rows = jnp.concatenate([rows.real, rows.imag], axis=-1).astype(jnp.float32)
 
     def per_degree(part):  # [ell, i, o, c, d] -> [ell, (i c), (o d)]
         return jnp.transpose(part, (0, 1, 3, 2, 4)).reshape(n_ell, width_in, width_out)
@@ -379,10 +380,16 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
         ],
         axis=1,
     )  # [ell, 2 (i c), 2 (o d)]
-    out = jnp.matmul(rows, kernel, precision="highest")  # [ell, (b m), 2 (o d)]
-    out = jax.lax.complex(out[..., :width_out], out[..., width_out:])
-    out = out.reshape(n_ell, -1, n_m, n_out, c_out)
-    return jnp.transpose(out, (1, 0, 2, 3, 4))
+    degrees = []
+    for ell in range(n_ell):
+        gap = ell_max - ell
+        rows = coeffs[:, ell, gap : n_m - gap].reshape(-1, width_in)  # [(b m), (i c)]
+        rows = jnp.concatenate([rows.real, rows.imag], axis=-1).astype(jnp.float32)
+        out = jnp.dot(rows, kernel[ell], precision="highest")  # [(b m), 2 (o d)]
+        out = jax.lax.complex(out[:, :width_out], out[:, width_out:])
+        out = out.reshape(-1, 2 * ell + 1, n_out, c_out)
+        degrees.append(jnp.pad(out, ((0, 0), (gap, gap), (0, 0), (0, 0))))
+    return jnp.stack(degrees, axis=1)
 
 
 def _truncate_spectral(coeffs, ell_max, truncate):

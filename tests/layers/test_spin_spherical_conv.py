@@ -208,12 +208,15 @@ def test_localized_with_all_anchors_equals_full(rng):
 
 
 def test_mix_degrees_equals_complex_einsum(rng):
-    # Oracle: the complex einsum in float64. The real block product sums the same
-    # 2 * S_in * C_in = 24 float32 terms per output, so 1e-6 relative covers it.
+    # Oracle: the complex einsum in float64, zero where |m| > ell. The real block
+    # product sums the same 2 * S_in * C_in = 24 float32 terms per output, so 1e-6
+    # relative covers it.
     shape = (3, 5, 9, 2, 6)
     coeffs = rng.normal(size=shape) + 1j * rng.normal(size=shape)
     kernel = rng.normal(size=(5, 2, 3, 6, 4)) + 1j * rng.normal(size=(5, 2, 3, 6, 4))
     expected = np.einsum("blmic,liocd->blmod", coeffs, kernel)
+    valid = np.abs(np.arange(-4, 5))[None, :] <= np.arange(5)[:, None]  # |m| <= ell
+    expected *= valid[None, :, :, None, None]
     out = mix_degrees(
         coeffs.astype(np.complex64),
         kernel.real.astype(np.float32),

@@ -211,6 +211,10 @@ def _qm9_model_class():
             )
             self.norm0 = SphericalBatchNorm(spins[1])
             self.collapse0 = PhaseCollapse(spins[1])
+            # Blocks pass coefficients to each other (the same network as passing
+            # grids: each block's input transform is the forward SHT of the last
+            # one's output), so their last phase collapses run spectrally.
+            last = len(widths) - 1
             self.blocks = [
                 SphericalResBlock(
                     widths[i],
@@ -218,6 +222,8 @@ def _qm9_model_class():
                     spins_in=spins[i - 1],
                     downsample=sizes[i] < sizes[i - 1],
                     num_filter_params=params[i],
+                    input_representation="spatial" if i == 2 else "spectral",
+                    output_representation="spatial" if i == last else "spectral",
                 )
                 for i in range(2, len(widths))
             ]

@@ -30,6 +30,13 @@ class SphericalResBlock(keras.layers.Layer):
         skip = X, or BN_s(X P) with a real (C_in, C) channel mixing P when C_in != C
         out  = PhaseCollapse(inverse(mask * (main + skip)))
 
+    A phase collapse whose output only feeds a forward SHT (the first one always; the
+    last one with ``output_representation="spectral"``) runs in the spectral domain
+    (`PhaseCollapse.spectral`): the same function to float32 round-off, with only
+    the moduli transformed. Chaining blocks spectrally (``output_representation=
+    "spectral"`` into ``input_representation="spectral"``) computes the same network
+    as chaining them spatially, faster.
+
     The skip adds to spins present in both `spins_in` and `spins_out`; spins only in
     `spins_out` get none, spins only in `spins_in` are dropped. BN2 starts with
     gamma = 0, so the block starts as its shortcut. Everything on the skip path is
@@ -49,6 +56,8 @@ class SphericalResBlock(keras.layers.Layer):
             (None: full kernels).
         input_representation: "spatial" (batch, n_lat, n_lon, S_in, C_in) or
             "spectral" (batch, L + 1, 2L + 1, S_in, C_in).
+        output_representation: "spatial", or "spectral": the forward SHT of the
+            spatial output, (batch, L_out + 1, 2 L_out + 1, S_out, C).
         momentum: momentum of the batch norms' moving statistics.
         epsilon: batch norm epsilon.
 
@@ -59,7 +68,8 @@ class SphericalResBlock(keras.layers.Layer):
 
     Returns:
         complex64, (batch, n_lat', n_lon', S_out, C) on the input grid, or on the
-        square grid 2 (L_out + 1) when the bandlimit changes.
+        square grid 2 (L_out + 1) when the bandlimit changes; spectral output
+        (batch, L_out + 1, 2 L_out + 1, S_out, C).
     """
 
     def __init__(
@@ -71,6 +81,7 @@ class SphericalResBlock(keras.layers.Layer):
         spins_in=None,
         num_filter_params: int | None = None,
         input_representation: str = "spatial",
+        output_representation: str = "spatial",
         momentum: float = 0.99,
         epsilon: float = 1e-5,
         **kwargs,
@@ -79,11 +90,14 @@ class SphericalResBlock(keras.layers.Layer):
         check_jax_backend(type(self).__name__)
         if downsample and upsample:
             raise ValueError("downsample and upsample cannot both be set.")
-        if input_representation not in ("spatial", "spectral"):
-            raise ValueError(
-                'input_representation must be "spatial" or "spectral". '
-                f"Received: {input_representation!r}"
-            )
+        for name, value in (
+            ("input_representation", input_representation),
+            ("output_representation", output_representation),
+        ):
+            if value not in ("spatial", "spectral"):
+                raise ValueError(
+                    f'{name} must be "spatial" or "spectral". Received: {value!r}'
+                )
         self.filters = int(filters)
         self.spins_out = normalize_spins(spins_out, "spins_out")
         spin_zero_index(self.spins_out, type(self).__name__)
@@ -98,6 +112,7 @@ class SphericalResBlock(keras.layers.Layer):
             None if num_filter_params is None else int(num_filter_params)
         )
         self.input_representation = input_representation
+        self.output_representation = output_representation
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         norm = dict(momentum=self.momentum, epsilon=self.epsilon)
@@ -111,8 +126,7 @@ class SphericalResBlock(keras.layers.Layer):
         self.conv1 = SpinSphericalConv(spins_in=self.spins_in, name="conv1", **conv)
         self.norm1 = SpectralBatchNorm(self.spins_out, name="norm1", **norm)
         self.collapse1 = PhaseCollapse(self.spins_out, name="collapse1")
-        conv2 = {**conv, "input_representation": "spatial"}
-        self.conv2 = SpinSphericalConv(spins_in=self.spins_out, name="conv2", **conv2)
+        self.conv2 = SpinSphericalConv(spins_in=self.spins_out, name="conv2", **conv)
         self.norm2 = SpectralBatchNorm(self.spins_out, name="norm2", **norm)
         self.shortcut_norm = None
         self.collapse2 = PhaseCollapse(self.spins_out, name="collapse2")
@@ -151,7 +165,10 @@ class SphericalResBlock(keras.layers.Layer):
         return grid_in, ell_in, grid_out, ell_out
 
     def compute_output_shape(self, input_shape):
-        _, _, grid_out, _ = self._bandlimits(input_shape)
+        _, _, grid_out, ell_out = self._bandlimits(input_shape)
+        if self.output_representation == "spectral":
+            n_spins = len(self.spins_out)
+            return (input_shape[0], ell_out + 1, 2 * ell_out + 1, n_spins, self.filters)
         return (
             input_shape[0],
             grid_out.n_lat,
@@ -175,6 +192,8 @@ class SphericalResBlock(keras.layers.Layer):
         self._inverse = TransformState(
             self, grid_out, ell_out, self.spins_out, "inverse"
         )
+        # Forward SHT of the phase collapses' moduli (real, spin 0).
+        self._moduli = TransformState(self, grid_out, ell_out, (0,), "moduli")
         self.conv1.ell_max_out = ell_out
         x_shape = (None, self._ell_skip + 1, 2 * self._ell_skip + 1, n_in, channels_in)
         self.conv1.build(x_shape)
@@ -182,7 +201,7 @@ class SphericalResBlock(keras.layers.Layer):
         self.norm1.build(y_shape)
         spatial = (None, grid_out.n_lat, grid_out.n_lon, n_out, self.filters)
         self.collapse1.build(spatial)
-        self.conv2.build(spatial)
+        self.conv2.build(y_shape)
         self.norm2.build(y_shape)
         # The block starts as its shortcut (FixUp-style zero scale on the main branch).
         self.norm2.gamma_real.assign(keras.ops.zeros(self.norm2.gamma_real.shape))
@@ -225,7 +244,13 @@ class SphericalResBlock(keras.layers.Layer):
 
     def call(self, inputs, training=None, mask=None):
         total = self._spectral_sum(inputs, training, mask)
-        return self.collapse2(self._inverse.to_spatial(total, self.spins_out))
+        field = self._inverse.to_spatial(total, self.spins_out)
+        if self.output_representation == "spectral":
+            return self.collapse2.spectral(total, field, self._moduli_to_spectral)
+        return self.collapse2(field)
+
+    def _moduli_to_spectral(self, moduli):
+        return self._moduli.to_spectral(moduli, (0,))
 
     def _spectral_sum(self, inputs, training=None, mask=None):
         """The sum main + skip in the spectral domain, before the last inverse SHT."""
@@ -244,7 +269,8 @@ class SphericalResBlock(keras.layers.Layer):
 
                 coeffs = _truncate_spectral(coeffs, self._ell_skip, truncate)
         main = self.norm1(self.conv1(coeffs), training=training, mask=mask)
-        main = self.collapse1(self._inverse.to_spatial(main, self.spins_out))
+        field = self._inverse.to_spatial(main, self.spins_out)
+        main = self.collapse1.spectral(main, field, self._moduli_to_spectral)
         main = self.norm2(self.conv2(main), training=training, mask=mask)
         skip = coeffs
         if self.projection is not None:
@@ -280,6 +306,7 @@ class SphericalResBlock(keras.layers.Layer):
                 "spins_in": self.spins_in,
                 "num_filter_params": self.num_filter_params,
                 "input_representation": self.input_representation,
+                "output_representation": self.output_representation,
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
             }

@@ -193,7 +193,7 @@ def _qm9_model_class():
 
     from keras_sphere.layers import InvariantReadout
     from keras_sphere.layers import PhaseCollapse
-    from keras_sphere.layers import SphericalBatchNorm
+    from keras_sphere.layers import SpectralBatchNorm
     from keras_sphere.layers import SphericalResBlock
     from keras_sphere.layers import SpinSphericalConv
 
@@ -205,12 +205,23 @@ def _qm9_model_class():
             spins, widths = config["spins"], config["widths"]
             params, sizes = config["num_filter_params"], config["resolutions"]
             self.max_atoms = config["max_atoms"]
-            # Block 0: plain block (spatial BN + phase collapse), as in the anchor.
+            # Block 0: plain block (BN + phase collapse), as in the anchor. Its
+            # output only feeds the first residual block's forward SHT, pooled to
+            # that block's bandlimit, so it stays spectral: SpectralBatchNorm is
+            # the spatial batch norm on coefficients (layers.md section 4.3) and
+            # the phase collapse returns the pooled coefficients of its output
+            # (the first residual block's spectral pooling moves into it).
             self.conv0 = SpinSphericalConv(
-                widths[1], spins[0], spins[1], num_filter_params=params[1]
+                widths[1],
+                spins[0],
+                spins[1],
+                num_filter_params=params[1],
+                output_representation="spectral",
             )
-            self.norm0 = SphericalBatchNorm(spins[1])
-            self.collapse0 = PhaseCollapse(spins[1])
+            self.norm0 = SpectralBatchNorm(spins[1])
+            self.collapse0 = PhaseCollapse(
+                spins[1], representation="spectral", ell_max_out=sizes[2] // 2 - 1
+            )
             # Blocks pass coefficients to each other (the same network as passing
             # grids: each block's input transform is the forward SHT of the last
             # one's output), so their last phase collapses run spectrally.
@@ -220,9 +231,9 @@ def _qm9_model_class():
                     widths[i],
                     spins_out=spins[i],
                     spins_in=spins[i - 1],
-                    downsample=sizes[i] < sizes[i - 1],
+                    downsample=i > 2 and sizes[i] < sizes[i - 1],
                     num_filter_params=params[i],
-                    input_representation="spatial" if i == 2 else "spectral",
+                    input_representation="spectral",
                     output_representation="spatial" if i == last else "spectral",
                 )
                 for i in range(2, len(widths))

@@ -17,6 +17,8 @@ from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import read_float32
 from keras_sphere.layers.spins import spin_zero_index
+from keras_sphere.layers.transform_state import TransformState
+from keras_sphere.sphere import Grid
 
 __all__ = ["MODULUS_EPSILON", "PhaseCollapse", "check_rank5_spins", "smooth_modulus"]
 
@@ -81,17 +83,28 @@ class PhaseCollapse(keras.layers.Layer):
     Flax lecun_normal for complex kernels): real and imaginary parts
     N(0, 1 / (2 fan_in)), fan_in = C for W1 and S * C for W2; biases 0.
 
+    With ``representation="spectral"`` the layer maps coefficients to coefficients,
+    X -> forward(PhaseCollapse(inverse(X))) with the pointwise step on `grid` (default
+    the square model grid 2 (L + 1)), evaluated by `spectral`: only the moduli are
+    transformed, and the linear maps act on coefficients. Use it where the next layer
+    would transform the output anyway; ``ell_max_out`` truncates the output for a
+    next layer that pools (nothing above it is computed).
+
     Args:
         spins: ordered spins of the input's spin axis; must contain 0 exactly once.
         kernel_initializer: overrides the default kernel initializer (both parts).
         bias_initializer: initializer of the bias parts, default zeros.
+        representation: "spatial" or "spectral" (input and output alike).
+        grid: (n_lat, n_lon) of the pointwise step in spectral mode.
+        ell_max_out: output bandlimit in spectral mode, at most the input's L.
 
     Call arguments:
         inputs: spatial (batch, n_lat, n_lon, S, C), complex, or real when every spin
-            is 0 (cast to complex).
+            is 0 (cast to complex); spectral (batch, L + 1, 2L + 1, S, C).
 
     Returns:
-        complex64, (batch, n_lat, n_lon, S, C).
+        complex64, (batch, n_lat, n_lon, S, C); spectral
+        (batch, L_out + 1, 2 L_out + 1, S, C).
 
     Example:
         >>> layer = PhaseCollapse(spins=(0, 1))
@@ -107,10 +120,25 @@ class PhaseCollapse(keras.layers.Layer):
         spins=(0,),
         kernel_initializer=None,
         bias_initializer="zeros",
+        representation: str = "spatial",
+        grid: tuple[int, int] | None = None,
+        ell_max_out: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_jax_backend(type(self).__name__)
+        if representation not in ("spatial", "spectral"):
+            raise ValueError(
+                'representation must be "spatial" or "spectral". '
+                f"Received: representation={representation!r}"
+            )
+        if representation == "spatial" and (grid, ell_max_out) != (None, None):
+            raise ValueError(
+                'grid and ell_max_out apply to representation="spectral" only.'
+            )
+        self.representation = representation
+        self.grid = None if grid is None else tuple(int(n) for n in grid)
+        self.ell_max_out = None if ell_max_out is None else int(ell_max_out)
         self.spins = normalize_spins(spins, "spins")
         self._zero_index = spin_zero_index(self.spins, type(self).__name__)
         self.kernel_initializer = kernel_initializer
@@ -151,9 +179,36 @@ class PhaseCollapse(keras.layers.Layer):
         self.b2_real, self.b2_imag = self._complex_weight(
             "b2", (channels,), self.bias_initializer
         )
+        if self.representation == "spectral":
+            ell_max, ell_out = self._bandlimits(input_shape)
+            grid = (
+                Grid.for_bandlimit(ell_max) if self.grid is None else Grid(*self.grid)
+            )
+            grid.check_bandlimit(ell_max)
+            self._inverse = TransformState(self, grid, ell_max, self.spins, "inverse")
+            self._moduli = TransformState(self, grid, ell_out, (0,), "moduli")
+
+    def _bandlimits(self, input_shape) -> tuple[int, int]:
+        """(L of the spectral input, L of the output)."""
+        ell_max = int(input_shape[1]) - 1
+        if input_shape[2] != 2 * ell_max + 1:
+            raise ValueError(
+                f"{self.name}: spectral input must have shape (batch, L + 1, 2L + 1, "
+                f"spins, channels). Received shape {tuple(input_shape)}."
+            )
+        ell_out = ell_max if self.ell_max_out is None else self.ell_max_out
+        if not 0 <= ell_out <= ell_max:
+            raise ValueError(
+                f"{self.name}: ell_max_out={ell_out} must lie in [0, {ell_max}] "
+                f"for input shape {tuple(input_shape)}."
+            )
+        return ell_max, ell_out
 
     def compute_output_shape(self, input_shape):
         check_rank5_spins(self.name, input_shape, self.spins)
+        if self.representation == "spectral":
+            _, ell_out = self._bandlimits(input_shape)
+            return (input_shape[0], ell_out + 1, 2 * ell_out + 1, *input_shape[3:])
         return tuple(input_shape)
 
     def _kernel(self, spectral: bool = False):
@@ -198,6 +253,8 @@ class PhaseCollapse(keras.layers.Layer):
         import jax
         import jax.numpy as jnp
 
+        if self.representation == "spectral":
+            return self._call_spectral(inputs)
         field = jnp.asarray(inputs)
         if jnp.issubdtype(field.dtype, jnp.complexfloating):
             field = field.astype(jnp.complex64)
@@ -217,6 +274,21 @@ class PhaseCollapse(keras.layers.Layer):
         new_zero = jax.lax.complex(product[:, :channels], product[:, channels:])
         new_zero = new_zero + self._bias()
         return self._replace_spin_zero(rows, new_zero).reshape(shape)
+
+    def _call_spectral(self, coeffs):
+        import jax.numpy as jnp
+
+        from keras_sphere.layers.spin_spherical_conv import _truncate_spectral
+        from keras_sphere.sphere import truncate
+
+        coeffs = jnp.asarray(coeffs).astype(jnp.complex64)
+        field = self._inverse.to_spatial(coeffs, self.spins)
+        _, ell_out = self._bandlimits(coeffs.shape)
+        if ell_out < coeffs.shape[1] - 1:
+            coeffs = _truncate_spectral(coeffs, ell_out, truncate)
+        return self.spectral(
+            coeffs, field, lambda moduli: self._moduli.to_spectral(moduli, (0,))
+        )
 
     def spectral(self, coeffs, field, moduli_to_spectral):
         """The forward SHT of this layer's output, computed in the spectral domain.
@@ -267,6 +339,9 @@ class PhaseCollapse(keras.layers.Layer):
         config.update(
             {
                 "spins": self.spins,
+                "representation": self.representation,
+                "grid": self.grid,
+                "ell_max_out": self.ell_max_out,
                 "kernel_initializer": keras.initializers.serialize(
                     keras.initializers.get(self.kernel_initializer)
                 )

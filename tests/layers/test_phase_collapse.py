@@ -103,6 +103,43 @@ def test_spectral_equals_forward_transform_of_call(rng, grid, spins):
     assert error < 1e-5, error
 
 
+@pytest.mark.parametrize("ell_max_out, grid", [(None, None), (3, None), (7, (9, 16))])
+def test_spectral_representation_layer(rng, ell_max_out, grid):
+    # Keras contract of the coefficient-to-coefficient mode, and its value against
+    # the spatial layer between `isht` and `sht` (SHTPlan path): round-off only,
+    # bound 1e-5 relative as above.
+    spins, ell_max = (0, 1), 7
+    model_grid = Grid.for_bandlimit(ell_max) if grid is None else Grid(*grid)
+    field = random_spatial_input(rng, model_grid, spins, channels=3, ell_max=ell_max)
+    coeffs = np.asarray(spatial_to_spectral(field, model_grid, spins, ell_max))
+    ell_out = ell_max if ell_max_out is None else ell_max_out
+    kwargs = dict(
+        spins=spins, representation="spectral", grid=grid, ell_max_out=ell_max_out
+    )
+    out_shape = (2, ell_out + 1, 2 * ell_out + 1, 2, 3)
+    run_layer_test(
+        PhaseCollapse,
+        kwargs,
+        coeffs,
+        out_shape,
+        expected_num_trainable_weights=8,
+        expected_num_non_trainable_weights=0,  # tables are state, not weights
+    )
+    layer = PhaseCollapse(**kwargs)
+    layer.build(coeffs.shape)
+    randomize_weights(layer, rng)
+    spatial = PhaseCollapse(spins)
+    spatial.build(field.shape)
+    spatial.set_weights(layer.get_weights())
+    # `field` is band-limited at ell_max: it is the inverse transform of `coeffs`.
+    expected = np.asarray(
+        spatial_to_spectral(spatial(field), model_grid, spins, ell_out)
+    )
+    got = np.asarray(layer(coeffs))
+    assert got.shape == expected.shape == out_shape
+    assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-5
+
+
 def test_other_spins_pass_through_bit_identically(rng):
     spins = (-1, 0, 2)
     layer = PhaseCollapse(spins=spins)
@@ -208,6 +245,18 @@ def test_gradients_are_finite_at_zero():
 
 
 def test_errors():
+    with pytest.raises(ValueError, match='representation must be "spatial"'):
+        PhaseCollapse(spins=(0,), representation="fourier")
+    with pytest.raises(ValueError, match="apply to representation"):
+        PhaseCollapse(spins=(0,), ell_max_out=3)
+    with pytest.raises(ValueError, match="ell_max_out=9 must lie in"):
+        PhaseCollapse(spins=(0,), representation="spectral", ell_max_out=9)(
+            np.zeros((1, 8, 15, 1, 2), np.complex64)
+        )
+    with pytest.raises(ValueError, match="spectral input must have shape"):
+        PhaseCollapse(spins=(0,), representation="spectral")(
+            np.zeros((1, 8, 8, 1, 2), np.complex64)
+        )
     with pytest.raises(ValueError, match="needs a spin-0 entry"):
         PhaseCollapse(spins=(1, 2))
     with pytest.raises(ValueError, match="spins must list each spin once"):

@@ -18,6 +18,8 @@ from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import read_float32
 from keras_sphere.layers.spins import spin_zero_index
 from keras_sphere.layers.transform_state import TransformState
+from keras_sphere.layers.transform_state import pack_degrees
+from keras_sphere.layers.transform_state import unpack_degrees
 from keras_sphere.sphere import Grid
 
 __all__ = ["MODULUS_EPSILON", "PhaseCollapse", "check_rank5_spins", "smooth_modulus"]
@@ -282,15 +284,25 @@ class PhaseCollapse(keras.layers.Layer):
         from keras_sphere.sphere import truncate
 
         coeffs = jnp.asarray(coeffs).astype(jnp.complex64)
-        field = self._inverse.to_spatial(coeffs, self.spins)
+        moduli = self.moduli(self._inverse.to_spatial(coeffs, self.spins))
         _, ell_out = self._bandlimits(coeffs.shape)
         if ell_out < coeffs.shape[1] - 1:
             coeffs = _truncate_spectral(coeffs, ell_out, truncate)
-        return self.spectral(
-            coeffs, field, lambda moduli: self._moduli.to_spectral(moduli, (0,))
-        )
+        return self.spectral(coeffs, self._moduli.to_spectral(moduli, (0,), True))
 
-    def spectral(self, coeffs, field, moduli_to_spectral):
+    def moduli(self, field):
+        """|x| of every spin as one spin-0 field (the moduli `spectral` needs).
+
+        Args:
+            field: complex (batch, n_lat, n_lon, S, C).
+
+        Returns:
+            float32 (batch, n_lat, n_lon, 1, S * C), spin-major as in `call`.
+        """
+        moduli = smooth_modulus(field)
+        return moduli.reshape(*moduli.shape[:3], 1, -1)
+
+    def spectral(self, coeffs, moduli_coefficients):
         """The forward SHT of this layer's output, computed in the spectral domain.
 
         The linear maps commute with the per-channel transform, so for
@@ -301,16 +313,16 @@ class PhaseCollapse(keras.layers.Layer):
                                           + sqrt(4 pi) (b1 + b2) / 2 at ell = m = 0,
 
         and every other spin stays X_s. Only the moduli are transformed (real,
-        spin 0), and both maps act on (L + 1)(2L + 1) coefficients instead of
+        spin 0), and both maps act on the (L + 1)^2 coefficients instead of
         n_lat n_lon points: 2-4x less work than the layer followed by a forward SHT
         of all spins (``benchmarks/README.md``). Same weights as `call`.
 
         Args:
             coeffs: X, complex (batch, L + 1, 2L + 1, S, C), zero where a coefficient
                 does not exist (|m| > ell or ell < |s|).
-            field: x = inverse(X), complex (batch, n_lat, n_lon, S, C).
-            moduli_to_spectral: forward SHT of real spin-0 fields,
-                (batch, n_lat, n_lon, 1, F) -> complex (batch, L + 1, 2L + 1, 1, F).
+            moduli_coefficients: forward SHT up to L of `moduli(x)`, complex, in the
+                packed layout (batch, (L + 1)^2, 1, S * C) of
+                `transform_state.pack_degrees`.
 
         Returns:
             complex64, (batch, L + 1, 2L + 1, S, C).
@@ -319,19 +331,28 @@ class PhaseCollapse(keras.layers.Layer):
         import jax.numpy as jnp
 
         coeffs = jnp.asarray(coeffs).astype(jnp.complex64)
-        batch, n_ell, n_m, n_spins, channels = coeffs.shape
-        moduli = smooth_modulus(field)  # [b, lat, lon, S, C]
-        moduli = moduli.reshape(*moduli.shape[:3], 1, n_spins * channels)
-        moduli = moduli_to_spectral(moduli)[..., 0, :]  # [b, ell, m, S * C]
-        spin_zero = coeffs[..., self._zero_index, :]  # [b, ell, m, C]
-        features = jnp.concatenate(
-            [spin_zero.real, spin_zero.imag, moduli.real, moduli.imag], axis=-1
-        ).reshape(-1, 2 * (n_spins + 1) * channels)
-        product = jnp.dot(features, self._kernel(spectral=True), precision="highest")
-        new_zero = jax.lax.complex(product[:, :channels], product[:, channels:])
-        new_zero = new_zero.reshape(batch, n_ell, n_m, channels)
+        batch, n_ell, _, _, channels = coeffs.shape
         ell_max = n_ell - 1
-        new_zero = new_zero.at[:, 0, ell_max].add(math.sqrt(4 * math.pi) * self._bias())
+        spin_zero = pack_degrees(
+            coeffs[..., self._zero_index : self._zero_index + 1, :], ell_max
+        )
+        moduli = moduli_coefficients[:, :, 0, :]  # [b, P, S * C]
+        features = jnp.concatenate(
+            [
+                spin_zero[:, :, 0].real,
+                spin_zero[:, :, 0].imag,
+                moduli.real,
+                moduli.imag,
+            ],
+            axis=-1,
+        )
+        rows = features.reshape(-1, features.shape[-1])
+        product = jnp.dot(rows, self._kernel(spectral=True), precision="highest")
+        new_zero = jax.lax.complex(product[:, :channels], product[:, channels:])
+        new_zero = new_zero.reshape(batch, -1, channels)  # packed [b, P, C]
+        # The constant field (b1 + b2) / 2 is sqrt(4 pi) times it at ell = m = 0.
+        new_zero = new_zero.at[:, 0].add(math.sqrt(4 * math.pi) * self._bias())
+        new_zero = unpack_degrees(new_zero[:, :, None], ell_max)[..., 0, :]
         return self._replace_spin_zero(coeffs, new_zero)
 
     def get_config(self):

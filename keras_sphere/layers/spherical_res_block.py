@@ -246,11 +246,13 @@ class SphericalResBlock(keras.layers.Layer):
         total = self._spectral_sum(inputs, training, mask)
         field = self._inverse.to_spatial(total, self.spins_out)
         if self.output_representation == "spectral":
-            return self.collapse2.spectral(total, field, self._moduli_to_spectral)
+            return self._collapse_spectrally(self.collapse2, total, field)
         return self.collapse2(field)
 
-    def _moduli_to_spectral(self, moduli):
-        return self._moduli.to_spectral(moduli, (0,))
+    def _collapse_spectrally(self, collapse, coeffs, field):
+        """`collapse` between `field` = inverse(coeffs) and a forward SHT."""
+        moduli = self._moduli.to_spectral(collapse.moduli(field), (0,), packed=True)
+        return collapse.spectral(coeffs, moduli)
 
     def _spectral_sum(self, inputs, training=None, mask=None):
         """The sum main + skip in the spectral domain, before the last inverse SHT."""
@@ -270,7 +272,7 @@ class SphericalResBlock(keras.layers.Layer):
                 coeffs = _truncate_spectral(coeffs, self._ell_skip, truncate)
         main = self.norm1(self.conv1(coeffs), training=training, mask=mask)
         field = self._inverse.to_spatial(main, self.spins_out)
-        main = self.collapse1.spectral(main, field, self._moduli_to_spectral)
+        main = self._collapse_spectrally(self.collapse1, main, field)
         main = self.norm2(self.conv2(main), training=training, mask=mask)
         skip = coeffs
         if self.projection is not None:

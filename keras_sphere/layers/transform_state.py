@@ -34,7 +34,13 @@ from keras_sphere.sphere import SHTPlan
 from keras_sphere.sphere import sht_plan
 from keras_sphere.sphere.dense import sht_matrices
 
-__all__ = ["CHUNK_BYTES", "DENSE_MAX_SIZE", "TransformState"]
+__all__ = [
+    "CHUNK_BYTES",
+    "DENSE_MAX_SIZE",
+    "TransformState",
+    "pack_degrees",
+    "unpack_degrees",
+]
 
 # Dense transforms while n_lat * n_lon * (L + 1)^2 is at most this: 16 x 16 at L = 7
 # (4x the dense work still wins at 32 x 32 -> L = 7), 8 x 8 at L = 3; 32 x 32 at
@@ -147,16 +153,19 @@ class TransformState:
         leaves = [holder.state.value for holder in self._holders[spin]]
         return jax.tree_util.tree_unflatten(self._treedefs[spin], leaves)
 
-    def to_spectral(self, field, spins):
+    def to_spectral(self, field, spins, packed: bool = False):
         """Forward SHT of every spin slice.
 
         Args:
             field: (batch, n_lat, n_lon, n_spins, channels), float (spin 0 only) or
                 complex; cast to float32 / complex64 first (FFTs need 32-bit input).
             spins: spin of each entry of the spin axis.
+            packed: return the packed layout of `pack_degrees` (the dense
+                matrices produce it directly).
 
         Returns:
-            complex64, (batch, ell_max + 1, 2 ell_max + 1, n_spins, channels).
+            complex64, (batch, ell_max + 1, 2 ell_max + 1, n_spins, channels), or
+            packed (batch, (ell_max + 1)^2, n_spins, channels).
         """
         import jax.numpy as jnp
 
@@ -165,8 +174,10 @@ class TransformState:
         else:
             field = field.astype(jnp.float32)
         if self.method == "dense":
-            return self._dense_forward(field, spins)
-        return _in_chunks(lambda part: self._plan_forward(part, spins), field)
+            coeffs = self._dense_forward(field, spins)  # packed
+            return coeffs if packed else unpack_degrees(coeffs, self.ell_max)
+        coeffs = _in_chunks(lambda part: self._plan_forward(part, spins), field)
+        return pack_degrees(coeffs, self.ell_max) if packed else coeffs
 
     def to_spatial(self, coeffs, spins, is_real: bool = False):
         """Inverse SHT of every spin slice.
@@ -207,6 +218,7 @@ class TransformState:
         return jnp.transpose(field, (0, 3, 4, 2, 1))
 
     def _dense_forward(self, field, spins):
+        """Packed coefficients (batch, (L + 1)^2, n_spins, channels)."""
         import jax
         import jax.numpy as jnp
 
@@ -222,13 +234,13 @@ class TransformState:
             packed = apply(jax.lax.complex(real, imag), samples)
         else:  # real spin-0 input: two real products instead of one complex one
             packed = jax.lax.complex(apply(real, samples), apply(imag, samples))
-        return _unpack(packed, self.ell_max)
+        return packed
 
     def _dense_inverse(self, coeffs, spins, is_real):
         import jax
         import jax.numpy as jnp
 
-        packed = _pack(coeffs, self.ell_max)  # [b, p, s, c]
+        packed = pack_degrees(coeffs, self.ell_max)  # [b, p, s, c]
         real, imag = self._dense_tables("inverse", spins)
 
         def apply(table, data):
@@ -273,8 +285,12 @@ def _in_chunks(function, data):
     return out.reshape(batch, *out.shape[2:])
 
 
-def _pack(coeffs, ell_max: int):
-    """Padded (b, L + 1, 2L + 1, s, c) to packed (b, (L + 1)^2, s, c)."""
+def pack_degrees(coeffs, ell_max: int):
+    """Padded (b, L + 1, 2L + 1, s, c) to packed (b, (L + 1)^2, s, c).
+
+    Packed index ell^2 + ell + m holds (ell, m): only the coefficients with
+    |m| <= ell, degree by degree.
+    """
     import jax.numpy as jnp
 
     rows = [
@@ -283,7 +299,7 @@ def _pack(coeffs, ell_max: int):
     return jnp.concatenate(rows, axis=1)
 
 
-def _unpack(packed, ell_max: int):
+def unpack_degrees(packed, ell_max: int):
     """Packed (b, (L + 1)^2, s, c) -> padded (b, L + 1, 2L + 1, s, c), zeros outside."""
     import jax.numpy as jnp
 

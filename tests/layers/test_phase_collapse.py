@@ -3,6 +3,7 @@ import pytest
 
 from keras_sphere.layers import PhaseCollapse
 from keras_sphere.layers.phase_collapse import smooth_modulus
+from keras_sphere.layers.transform_state import pack_degrees
 from keras_sphere.sphere import Grid
 from keras_sphere.testing import assert_equivariant
 from keras_sphere.testing import band_limited_equivariance
@@ -81,11 +82,10 @@ def test_matches_formula(rng):
 )
 def test_spectral_equals_forward_transform_of_call(rng, grid, spins):
     # Oracle: the layer on the grid followed by `sht` of every spin (the SHTPlan
-    # path, not the layers' dense matrices). Both are float32 evaluations of one
-    # linear algebra identity (forward(inverse(X)) = X for band-limited X), so they
-    # agree to round-off: measured 1e-7 to 5e-7 relative, bound 1e-5.
-    from keras_sphere.sphere import sht
-
+    # path, not the layers' dense matrices; the moduli also go through `sht`).
+    # Both are float32 evaluations of one linear algebra identity
+    # (forward(inverse(X)) = X for band-limited X), so they agree to round-off:
+    # measured 1e-7 to 5e-7 relative, bound 1e-5.
     field = random_spatial_input(rng, grid, spins, channels=3)  # band-limited
     layer = PhaseCollapse(spins)
     layer.build(field.shape)
@@ -93,11 +93,13 @@ def test_spectral_equals_forward_transform_of_call(rng, grid, spins):
     coeffs = spatial_to_spectral(field, grid, spins)
     expected = np.asarray(spatial_to_spectral(layer(field), grid, spins))
 
-    def moduli_to_spectral(moduli):  # (b, lat, lon, 1, F) -> (b, ell, m, 1, F)
-        out = sht(np.moveaxis(np.asarray(moduli)[..., 0, :], -1, 1), grid)
-        return np.moveaxis(np.asarray(out), 1, -1)[..., None, :]
-
-    got = np.asarray(layer.spectral(coeffs, field, moduli_to_spectral))
+    moduli = layer.moduli(field)  # (b, lat, lon, 1, S * C)
+    assert moduli.shape == (*field.shape[:3], 1, len(spins) * 3)
+    ell_max = grid.max_bandlimit
+    moduli_coeffs = pack_degrees(
+        spatial_to_spectral(moduli, grid, (0,), ell_max), ell_max
+    )
+    got = np.asarray(layer.spectral(coeffs, moduli_coeffs))
     assert got.shape == expected.shape and got.dtype == np.complex64
     error = np.abs(got - expected).max() / np.abs(expected).max()
     assert error < 1e-5, error

@@ -38,6 +38,7 @@ __all__ = [
     "CHUNK_BYTES",
     "DENSE_MAX_SIZE",
     "TransformState",
+    "in_chunks",
     "pack_degrees",
     "unpack_degrees",
 ]
@@ -176,7 +177,7 @@ class TransformState:
         if self.method == "dense":
             coeffs = self._dense_forward(field, spins)  # packed
             return coeffs if packed else unpack_degrees(coeffs, self.ell_max)
-        coeffs = _in_chunks(lambda part: self._plan_forward(part, spins), field)
+        coeffs = in_chunks(lambda part: self._plan_forward(part, spins), field)
         return pack_degrees(coeffs, self.ell_max) if packed else coeffs
 
     def to_spatial(self, coeffs, spins, is_real: bool = False):
@@ -195,7 +196,7 @@ class TransformState:
         coeffs = coeffs.astype(jnp.complex64)
         if self.method == "dense":
             return self._dense_inverse(coeffs, spins, is_real)
-        return _in_chunks(lambda part: self._plan_inverse(part, spins, is_real), coeffs)
+        return in_chunks(lambda part: self._plan_inverse(part, spins, is_real), coeffs)
 
     def _plan_forward(self, field, spins):
         import jax.numpy as jnp
@@ -256,7 +257,7 @@ class TransformState:
         )
 
 
-def _in_chunks(function, data):
+def in_chunks(function, data):
     """Apply `function` (independent per example) to `data` in batch chunks.
 
     Chunks hold at most `CHUNK_BYTES` of input and run as one loop (``lax.map``);

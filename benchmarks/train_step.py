@@ -7,7 +7,8 @@ Two configurations, both as in the anchor paper (``models.md`` section 1.3,
   spheres, a batch of 16 molecules of 18 atoms (16 * 18 = 288 spheres of 10 channels,
   spin 0), resolutions (32, 32, 16, 16, 8, 8), spins (0) then (0, 1), widths
   (10, 64, 128, 128, 256, 256), localized filters P = (8, 8, 8, 4, 4), spectral pooling,
-  a plain first block (spatial BN + phase collapse) then four residual blocks; the
+  a plain first block (BN + phase collapse) then four residual blocks, passing
+  coefficients between blocks (the same network; see ``QM9Backbone``); the
   per-atom invariant readout ("molecules" mode), an MLP tail summed over atoms and an
   L1 loss. keras_sphere's tail is a DeepSets MLP (Dense 256 relu, Dense 256 relu per
   atom, masked sum / 29, Dense 256 relu, Dense 256 relu, Dense 1); the anchor runs its

@@ -223,10 +223,10 @@ def _qm9_model_class():
             self.collapse0 = PhaseCollapse(
                 spins[1], representation="spectral", ell_max_out=sizes[2] // 2 - 1
             )
-            # Blocks pass coefficients to each other (the same network as passing
-            # grids: each block's input transform is the forward SHT of the last
-            # one's output), so their last phase collapses run spectrally.
-            last = len(widths) - 1
+            # Blocks pass coefficients to each other and to the readout (the same
+            # network as passing grids: each block's input transform is the forward
+            # SHT of the last one's output, and the readout's spin-0 mean is a_00),
+            # so their last phase collapses run spectrally.
             self.blocks = [
                 SphericalResBlock(
                     widths[i],
@@ -235,11 +235,13 @@ def _qm9_model_class():
                     downsample=i > 2 and sizes[i] < sizes[i - 1],
                     num_filter_params=params[i],
                     input_representation="spectral",
-                    output_representation="spatial" if i == last else "spectral",
+                    output_representation="spectral",
                 )
                 for i in range(2, len(widths))
             ]
-            self.readout = InvariantReadout(spins[-1], mode="molecules")
+            self.readout = InvariantReadout(
+                spins[-1], mode="molecules", input_representation="spectral"
+            )
             width = config["tail_width"]
             self.atom_mlp = [
                 keras.layers.Dense(width, activation="relu") for _ in range(2)

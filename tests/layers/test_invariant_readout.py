@@ -185,6 +185,36 @@ def combined_model():
     return keras.Model(inputs, outputs)
 
 
+@pytest.mark.parametrize("mode", ["classification", "molecules"])
+@pytest.mark.parametrize(
+    "spins, grid", [((0, 1), None), ((1, 0, -2), (9, 16)), ((0,), None)]
+)
+def test_spectral_input_equals_spatial_readout(rng, mode, spins, grid):
+    # Oracle: the spatial readout of the synthesised field on the same grid. The
+    # spin-0 feature comes from a_00 instead of the quadrature mean (exact for
+    # band-limited fields), the moduli from the same synthesis and quadrature:
+    # float32 round-off, bound 1e-5 relative.
+    from keras_sphere.testing import spatial_to_spectral
+
+    ell_max = 7
+    model_grid = Grid.for_bandlimit(ell_max) if grid is None else Grid(*grid)
+    field = random_spatial_input(rng, model_grid, spins, channels=3, ell_max=ell_max)
+    coeffs = np.asarray(spatial_to_spectral(field, model_grid, spins, ell_max))
+    kwargs = dict(spins=spins, mode=mode, input_representation="spectral", grid=grid)
+    run_layer_test(
+        InvariantReadout,
+        kwargs,
+        coeffs,
+        (2, 3 * len(spins)),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,  # synthesis tables are state
+    )
+    expected = np.asarray(InvariantReadout(spins, mode)(field))
+    got = np.asarray(InvariantReadout(**kwargs)(coeffs))
+    assert got.shape == expected.shape
+    assert relative_error(got, expected) < 1e-5
+
+
 def test_model_save_and_load_in_fresh_process(rng, tmp_path):
     model = combined_model()
     for layer in model.layers:
@@ -197,6 +227,14 @@ def test_model_save_and_load_in_fresh_process(rng, tmp_path):
 def test_errors():
     with pytest.raises(ValueError, match="needs a spin-0 entry"):
         InvariantReadout(spins=(1,))
+    with pytest.raises(ValueError, match='input_representation must be "spatial"'):
+        InvariantReadout(spins=(0,), input_representation="coefficients")
+    with pytest.raises(ValueError, match="grid applies to"):
+        InvariantReadout(spins=(0,), grid=(8, 8))
+    with pytest.raises(ValueError, match="spectral input must have shape"):
+        InvariantReadout(spins=(0,), input_representation="spectral")(
+            np.zeros((1, 8, 8, 1, 1), np.complex64)
+        )
     with pytest.raises(ValueError, match="mode must be one of"):
         InvariantReadout(spins=(0,), mode="regression")
     with pytest.raises(ValueError, match="rank-5"):

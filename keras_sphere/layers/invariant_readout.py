@@ -144,8 +144,8 @@ class InvariantReadout(keras.layers.Layer):
     def _spectral_means(self, coeffs):
         """(mean of spin 0 [B, C], mean moduli [B, S, C]) from coefficients.
 
-        The spin-0 entry of the mean moduli is a placeholder (zeros): `call`
-        replaces it with the spin-0 feature.
+        The spin-0 entry of the mean moduli is a placeholder (zeros, not
+        synthesised): `call` replaces it with the spin-0 feature.
         """
         import jax.numpy as jnp
 
@@ -153,19 +153,16 @@ class InvariantReadout(keras.layers.Layer):
         ell_max = coeffs.shape[1] - 1
         # mean(f) = a_00 Y_00 = a_00 / sqrt(4 pi).
         mean_zero = coeffs[:, 0, ell_max, self._zero_index] / math.sqrt(4 * math.pi)
-        moduli = []
-        if self._other_spins:
-            others = [self.spins.index(s) for s in self._other_spins]
-            field = self._inverse.to_spatial(coeffs[..., others, :], self._other_spins)
-            moduli = spherical_mean(smooth_modulus(field), self._grid)  # [B, S-1, C]
-        parts, next_other = [], 0
-        for index in range(len(self.spins)):
-            if index == self._zero_index:
-                parts.append(jnp.zeros_like(mean_zero.real))
-            else:
-                parts.append(moduli[:, next_other])
-                next_other += 1
-        return mean_zero, jnp.stack(parts, axis=1)
+        placeholder = jnp.zeros_like(mean_zero.real)[:, None]  # [B, 1, C]
+        if not self._other_spins:
+            return mean_zero, placeholder
+        others = [self.spins.index(s) for s in self._other_spins]
+        field = self._inverse.to_spatial(coeffs[..., others, :], self._other_spins)
+        moduli = spherical_mean(smooth_modulus(field), self._grid)  # [B, S - 1, C]
+        index = self._zero_index
+        return mean_zero, jnp.concatenate(
+            [moduli[:, :index], placeholder, moduli[:, index:]], axis=1
+        )
 
     def get_config(self):
         config = super().get_config()

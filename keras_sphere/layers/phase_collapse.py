@@ -16,6 +16,7 @@ from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import read_float32
+from keras_sphere.layers.spins import real_block_matrix
 from keras_sphere.layers.spins import spin_zero_index
 from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.layers.transform_state import in_chunks
@@ -223,16 +224,13 @@ class PhaseCollapse(keras.layers.Layer):
         """
         import jax.numpy as jnp
 
-        w1_real, w1_imag = read_float32(self.w1_real), read_float32(self.w1_imag)
+        w1 = real_block_matrix(read_float32(self.w1_real), read_float32(self.w1_imag))
         w2_real, w2_imag = read_float32(self.w2_real), read_float32(self.w2_imag)
-        blocks = [
-            jnp.concatenate([w1_real, w1_imag], axis=1),
-            jnp.concatenate([-w1_imag, w1_real], axis=1),
-            jnp.concatenate([w2_real, w2_imag], axis=1),
-        ]
         if spectral:  # the moduli's coefficients are complex
-            blocks.append(jnp.concatenate([-w2_imag, w2_real], axis=1))
-        return 0.5 * jnp.concatenate(blocks)
+            w2 = real_block_matrix(w2_real, w2_imag)
+        else:  # the moduli are real: only the [W2r, W2i] rows
+            w2 = jnp.concatenate([w2_real, w2_imag], axis=1)
+        return 0.5 * jnp.concatenate([w1, w2])
 
     def _bias(self):
         import jax

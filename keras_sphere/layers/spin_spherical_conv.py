@@ -11,6 +11,7 @@ from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import read_float32
+from keras_sphere.layers.spins import real_block_matrix
 from keras_sphere.layers.spins import validity_mask
 from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.sphere import Grid
@@ -372,14 +373,8 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
     def per_degree(part):  # [ell, i, o, c, d] -> [ell, (i c), (o d)]
         return jnp.transpose(part, (0, 1, 3, 2, 4)).reshape(n_ell, width_in, width_out)
 
-    real, imag = per_degree(kernel_real), per_degree(kernel_imag)
-    kernel = jnp.concatenate(
-        [
-            jnp.concatenate([real, imag], axis=-1),
-            jnp.concatenate([-imag, real], axis=-1),
-        ],
-        axis=1,
-    )  # [ell, 2 (i c), 2 (o d)]
+    # [ell, 2 (i c), 2 (o d)]
+    kernel = real_block_matrix(per_degree(kernel_real), per_degree(kernel_imag))
     degrees = []
     for ell in range(n_ell):
         gap = ell_max - ell

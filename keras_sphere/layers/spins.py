@@ -9,6 +9,7 @@ __all__ = [
     "check_jax_backend",
     "normalize_spins",
     "read_float32",
+    "real_block_matrix",
     "spin_zero_index",
     "validity_mask",
 ]
@@ -79,7 +80,36 @@ def fix_input_shape(layer, input_shape) -> None:
 
 
 def read_float32(variable):
-    """A weight's value in float32 (weights may be stored in bfloat16)."""
+    """A weight's value in float32 (weights may be stored in bfloat16).
+
+    Returns:
+        float32 array of the weight's shape.
+    """
     import jax.numpy as jnp
 
     return jnp.asarray(variable.value, jnp.float32)
+
+
+def real_block_matrix(real, imag):
+    """The complex matrix W = real + i imag as a real matrix [[Wr, Wi], [-Wi, Wr]].
+
+    [Re x, Im x] [[Wr, Wi], [-Wi, Wr]] = [Re (x W), Im (x W)], so a complex product
+    runs as one real GEMM (XLA's complex products were measured 1.5-3x slower
+    here, mostly in the transposes of their backward pass).
+
+    Args:
+        real: float32 (..., K, D).
+        imag: float32, same shape.
+
+    Returns:
+        float32 (..., 2 K, 2 D).
+    """
+    import jax.numpy as jnp
+
+    return jnp.concatenate(
+        [
+            jnp.concatenate([real, imag], axis=-1),
+            jnp.concatenate([-imag, real], axis=-1),
+        ],
+        axis=-2,
+    )

@@ -140,14 +140,65 @@ class SphericalBatchNorm(SpectralBatchNorm):
             zero_coeff = zero_coeff.astype(jnp.complex64)
         power = self._spherical_mean(_squared_modulus(centred))  # [b, s, c]
         mean, variance = self._statistics(zero_coeff, power, example_weights, training)
-        out = field.astype(jnp.complex64)
-        if mean is not None:
-            # The constant field mu / sqrt(4 pi) on spin 0, [s, c].
-            out = out - (mean / SQRT_4PI) * self._spin_zero
-        out = out * self._scale(variance)
-        if mean is not None:
-            out = out + self._beta() * self._spin_zero
-        return out
+        scale = self._scale(variance)  # [s, c]
+        if mean is None:
+            zeros = jnp.zeros_like(scale)
+            return channel_affine(field.astype(jnp.complex64), zeros, scale, zeros)
+        # The constant field mu / sqrt(4 pi) and the bias beta, on spin 0, [s, c].
+        center = ((mean / SQRT_4PI) * self._spin_zero).astype(jnp.complex64)
+        shift = (self._beta() * self._spin_zero).astype(jnp.complex64)
+        return channel_affine(field.astype(jnp.complex64), center, scale, shift)
+
+
+def _affine_forward(field, center, scale, shift):
+    return (field - center) * scale + shift
+
+
+def _channel_affine_vjp_forward(field, center, scale, shift):
+    return _affine_forward(field, center, scale, shift), (field, center, scale)
+
+
+def _channel_affine_vjp_backward(residuals, cotangent):
+    import jax
+    import jax.numpy as jnp
+
+    field, center, scale = residuals
+    # Materialise the cotangent: left to itself XLA fuses the whole backward chain of
+    # the layers above (nonlinearity, pooling) into each of the column sums below and
+    # recomputes it per sum (measured 13-16 ms per sum at 32 x 32 in the MNIST step,
+    # against under 1 ms for the sums of a materialised array).
+    cotangent = jax.lax.optimization_barrier(cotangent)
+    axes = tuple(range(cotangent.ndim - scale.ndim))
+    total = jnp.sum(cotangent, axis=axes)  # [s, c]
+    weighted = jnp.sum(cotangent * field, axis=axes)  # [s, c]
+    # JAX transposes complex-linear maps without conjugation: y = (x - c) a + b gives
+    # x_bar = g a, a_bar = sum g (x - c), c_bar = -a sum g, b_bar = sum g.
+    return (
+        cotangent * scale,
+        -total * scale,
+        weighted - center * total,
+        total,
+    )
+
+
+def channel_affine(field, center, scale, shift):
+    """(field - center) * scale + shift, per (spin, channel), complex64.
+
+    Args:
+        field: complex64, (..., S, C).
+        center: complex64, (S, C), subtracted first.
+        scale: complex64, (S, C), the multiplier.
+        shift: complex64, (S, C), added last.
+
+    Returns:
+        complex64, the shape of `field`. Its backward pass sums the cotangent over the
+        leading axes once, from a materialised array (a custom VJP).
+    """
+    import jax
+
+    affine = jax.custom_vjp(_affine_forward)
+    affine.defvjp(_channel_affine_vjp_forward, _channel_affine_vjp_backward)
+    return affine(field, center, scale, shift)
 
 
 def _squared_modulus(field):

@@ -305,3 +305,40 @@ def test_errors_name_the_problem():
         SphericalBatchNorm((0,))(np.zeros((2, 8, 8, 1, 3)), mask=np.ones(3))
     with pytest.raises(ValueError, match="momentum must be in"):
         SphericalBatchNorm((0,), momentum=-0.1)
+
+
+def test_channel_affine_gradients_equal_autodiff_of_the_plain_expression():
+    """The custom VJP of (x - c) a + b against JAX's own transpose of the same
+    expression: both float32, so only summation order differs (measured 4e-8 to
+    6e-7 relative; the bound leaves 3x)."""
+    import jax
+    import jax.numpy as jnp
+
+    from keras_sphere.layers.spherical_batch_norm import channel_affine
+
+    rng = np.random.default_rng(7)
+
+    def complex_normal(*shape):
+        return (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(
+            np.complex64
+        )
+
+    field = complex_normal(3, 5, 6, 2, 4)
+    center, scale, shift = (complex_normal(2, 4) for _ in range(3))
+    weights = complex_normal(3, 5, 6, 2, 4)
+
+    def loss(affine):
+        def value(*args):
+            out = affine(*args)
+            # Real, non-holomorphic, so every cotangent is a generic complex array.
+            return jnp.sum(jnp.abs(out) ** 2 * weights.real + (out * weights).imag)
+
+        return value
+
+    plain = loss(lambda x, c, a, b: (x - c) * a + b)
+    args = (field, center, scale, shift)
+    expected = jax.grad(plain, argnums=(0, 1, 2, 3))(*args)
+    actual = jax.grad(loss(channel_affine), argnums=(0, 1, 2, 3))(*args)
+    assert float(loss(channel_affine)(*args)) == pytest.approx(float(plain(*args)))
+    for got, want in zip(actual, expected, strict=True):
+        assert relative_error(np.asarray(got), np.asarray(want)) < 2e-6

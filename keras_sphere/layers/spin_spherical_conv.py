@@ -14,6 +14,7 @@ from keras_sphere.layers.spins import read_float32
 from keras_sphere.layers.spins import real_block_matrix
 from keras_sphere.layers.spins import validity_mask
 from keras_sphere.layers.transform_state import TransformState
+from keras_sphere.layers.transform_state import degree_rows
 from keras_sphere.sphere import Grid
 
 __all__ = ["SpinSphericalConv", "localized_interpolation", "mix_degrees"]
@@ -365,7 +366,7 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
     import jax
     import jax.numpy as jnp
 
-    _, n_ell, n_m, n_in, c_in = coeffs.shape
+    _, n_ell, _, n_in, c_in = coeffs.shape
     ell_max = n_ell - 1
     n_out, c_out = kernel_real.shape[2], kernel_real.shape[4]
     width_in, width_out = n_in * c_in, n_out * c_out
@@ -376,9 +377,9 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
     # [ell, 2 (i c), 2 (o d)]
     kernel = real_block_matrix(per_degree(kernel_real), per_degree(kernel_imag))
     degrees = []
-    for ell in range(n_ell):
+    for ell, rows in enumerate(degree_rows(coeffs)):
         gap = ell_max - ell
-        rows = coeffs[:, ell, gap : n_m - gap].reshape(-1, width_in)  # [(b m), (i c)]
+        rows = rows.reshape(-1, width_in)  # [(b m), (i c)]
         rows = jnp.concatenate([rows.real, rows.imag], axis=-1).astype(jnp.float32)
         out = jnp.dot(rows, kernel[ell], precision="highest")  # [(b m), 2 (o d)]
         out = jax.lax.complex(out[:, :width_out], out[:, width_out:])

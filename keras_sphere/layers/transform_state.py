@@ -233,10 +233,12 @@ class TransformState:
             return jnp.einsum("spq,bqsc->bpsc", table, data, precision="highest")
 
         if jnp.iscomplexobj(samples):
-            packed = apply(jax.lax.complex(real, imag), samples)
-        else:  # real spin-0 input: two real products instead of one complex one
-            packed = jax.lax.complex(apply(real, samples), apply(imag, samples))
-        return packed
+            return apply(jax.lax.complex(real, imag), samples)
+        # Real spin-0 input: one real product with the real and imaginary tables
+        # stacked, so the samples are read (and laid out for the GEMM) once.
+        n_packed = real.shape[1]
+        both = apply(jnp.concatenate([real, imag], axis=1), samples)  # [b, 2P, s, c]
+        return jax.lax.complex(both[:, :n_packed], both[:, n_packed:])
 
     def _dense_inverse(self, coeffs, spins, is_real):
         import jax

@@ -11,7 +11,6 @@ from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import read_float32
-from keras_sphere.layers.spins import validity_mask
 from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.layers.transform_state import degree_rows
 from keras_sphere.sphere import Grid
@@ -262,7 +261,12 @@ class SpinSphericalConv(keras.layers.Layer):
             self._inverse_tables = TransformState(
                 self, grid_out, ell_out, self.spins_out, "inverse"
             )
-        self._mask = validity_mask(ell_out, self.spins_out)
+        # 1 where degree ell exists for output spin s (ell >= |s|), [ell, 1, o, 1, 1]:
+        # masking the kernel zeroes the missing coefficients without a pass over
+        # the output (orders |m| > ell are never written by `mix_degrees`).
+        ell = np.arange(self._ell_kernel + 1)[:, None]
+        exists = ell >= np.abs(np.asarray(self.spins_out))[None, :]
+        self._kernel_mask = exists.astype(np.float32)[:, None, :, None, None]
 
     def kernel_parts(self):
         """Real and imaginary kernel parts per degree (localized ones interpolated).
@@ -300,10 +304,11 @@ class SpinSphericalConv(keras.layers.Layer):
             coeffs = jnp.asarray(inputs).astype(jnp.complex64)
             if self._ell_kernel < self._ell_in:
                 coeffs = _truncate_spectral(coeffs, self._ell_kernel, truncate)
-        out = mix_degrees(coeffs, *self.kernel_parts())
+        real, imag = self.kernel_parts()
+        exists = jnp.asarray(self._kernel_mask)
+        out = mix_degrees(coeffs, real * exists, imag * exists)
         if self._ell_out > self._ell_kernel:
             out = _pad_spectral(out, self._ell_out, pad)
-        out = out * jnp.asarray(self._mask)
         if self.use_bias:
             bias = jnp.asarray(self.bias_real.value, jnp.float32) + 1j * jnp.asarray(
                 self.bias_imag.value, jnp.float32

@@ -342,9 +342,10 @@ class PhaseCollapse(keras.layers.Layer):
         coeffs = jnp.asarray(coeffs).astype(jnp.complex64)
         batch, n_ell, _, _, channels = coeffs.shape
         ell_max = n_ell - 1
-        spin_zero = pack_degrees(
-            coeffs[..., self._zero_index : self._zero_index + 1, :], ell_max
-        )
+        index = self._zero_index
+        # jnp.split transposes to one concatenate (slices: pads added together).
+        before, zero, after = jnp.split(coeffs, [index, index + 1], axis=-2)
+        spin_zero = pack_degrees(zero, ell_max)
         moduli = moduli_coefficients[:, :, 0, :]  # [b, P, S * C]
         features = jnp.concatenate(
             [
@@ -361,8 +362,8 @@ class PhaseCollapse(keras.layers.Layer):
         new_zero = new_zero.reshape(batch, -1, channels)  # packed [b, P, C]
         # The constant field (b1 + b2) / 2 is sqrt(4 pi) times it at ell = m = 0.
         new_zero = new_zero.at[:, 0].add(math.sqrt(4 * math.pi) * self._bias())
-        new_zero = unpack_degrees(new_zero[:, :, None], ell_max)[..., 0, :]
-        return self._replace_spin_zero(coeffs, new_zero)
+        new_zero = unpack_degrees(new_zero[:, :, None], ell_max)
+        return jnp.concatenate([before, new_zero, after], axis=-2)
 
     def get_config(self):
         config = super().get_config()

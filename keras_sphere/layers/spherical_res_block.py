@@ -292,10 +292,20 @@ class SphericalResBlock(keras.layers.Layer):
             skip = self.shortcut_norm(skip, training=training, mask=mask)
         if self._ell_out > self._ell_skip:
             skip = _pad_spectral(skip, self._ell_out, pad)
-        total = main
-        for index_in, index_out in self._skip_pairs:
-            total = total.at[..., index_out, :].add(skip[..., index_in, :])
-        return total * jnp.asarray(self._mask)
+        # The skip's spins in output order (zeros for output spins it lacks), built
+        # with split + concatenate, which transpose to each other (indexed updates
+        # transpose to pads that are added together).
+        pieces = jnp.split(skip, skip.shape[-2], axis=-2)
+        source = {index_out: index_in for index_in, index_out in self._skip_pairs}
+        missing = jnp.zeros_like(pieces[0])
+        skip = jnp.concatenate(
+            [
+                pieces[source[index_out]] if index_out in source else missing
+                for index_out in range(len(self.spins_out))
+            ],
+            axis=-2,
+        )
+        return (main + skip) * jnp.asarray(self._mask)
 
     def get_config(self):
         config = super().get_config()

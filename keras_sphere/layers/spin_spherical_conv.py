@@ -11,11 +11,22 @@ from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import read_float32
+from keras_sphere.layers.spins import real_block_matrix
 from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.layers.transform_state import degree_rows
 from keras_sphere.sphere import Grid
 
-__all__ = ["SpinSphericalConv", "localized_interpolation", "mix_degrees"]
+__all__ = [
+    "GAUSS_MIN_PRODUCT",
+    "SpinSphericalConv",
+    "localized_interpolation",
+    "mix_degrees",
+]
+
+# mix_degrees uses three real GEMMs per degree (Gauss) when width_in * width_out is
+# at least this (QM9 blocks: 256 x 256 and more), else one real block GEMM (its
+# fewer, larger operations win for narrow layers such as spherical MNIST's).
+GAUSS_MIN_PRODUCT = 128 * 128
 
 _REPRESENTATIONS = ("spatial", "spectral")
 
@@ -352,12 +363,15 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
 
     out[b, ell, m, o, d] = sum_{i, c} coeffs[b, ell, m, i, c] K[ell, i, o, c, d] for
     |m| <= ell, zero elsewhere, with K = kernel_real + i kernel_imag. Each degree is
-    a complex matrix product over its 2 ell + 1 valid orders only, done as three
-    real products (Gauss): with x = a + i b and K = Kr + i Ki,
-    t1 = a Kr, t2 = b Ki, t3 = (a + b)(Kr + Ki), out = (t1 - t2) + i (t3 - t1 - t2),
-    3/4 of the arithmetic of the real block product [a, b] [[Kr, Ki], [-Ki, Kr]]
-    (measured 1.05-1.2x faster forward and backward on the QM9 blocks; relative
-    error 1.3e-6 against a float64 einsum, against 1.0e-6 for the block product).
+    a complex matrix product over its 2 ell + 1 valid orders only. With x = a + i b
+    and K = Kr + i Ki, wide products (width_in * width_out >= `GAUSS_MIN_PRODUCT`)
+    run as three real products (Gauss): t1 = a Kr, t2 = b Ki,
+    t3 = (a + b)(Kr + Ki), out = (t1 - t2) + i (t3 - t1 - t2), 3/4 of the
+    arithmetic of the real block product [a, b] [[Kr, Ki], [-Ki, Kr]] (measured
+    1.05-1.2x faster forward and backward on the QM9 blocks; relative error 1.3e-6
+    against a float64 einsum, against 1.0e-6 for the block product). Narrow ones
+    (the spherical-MNIST layers, 32-64 wide) are bound by the number of operations,
+    not arithmetic, and run as the one block product.
     Against a complex einsum over the padded (L + 1, 2L + 1) layout the per-degree
     real products measured 3x faster (QM9 blocks, L = 7, 2 spins, 128 channels):
     they skip the 47% padding and the transposes XLA's complex einsum made in its
@@ -385,17 +399,29 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
         return jnp.transpose(part, (0, 1, 3, 2, 4)).reshape(n_ell, width_in, width_out)
 
     real, imag = per_degree(kernel_real), per_degree(kernel_imag)
-    both = real + imag
+    gauss = width_in * width_out >= GAUSS_MIN_PRODUCT
+    if gauss:
+        both = real + imag
+    else:
+        block = real_block_matrix(real, imag)  # [ell, 2 (i c), 2 (o d)]
     degrees = []
     for ell, rows in enumerate(degree_rows(coeffs)):
         gap = ell_max - ell
         rows = rows.reshape(-1, width_in)  # [(b m), (i c)]
         rows_real = rows.real.astype(jnp.float32)
         rows_imag = rows.imag.astype(jnp.float32)
-        t1 = jnp.dot(rows_real, real[ell], precision="highest")
-        t2 = jnp.dot(rows_imag, imag[ell], precision="highest")
-        t3 = jnp.dot(rows_real + rows_imag, both[ell], precision="highest")
-        out = jax.lax.complex(t1 - t2, t3 - t1 - t2)  # [(b m), (o d)]
+        if gauss:
+            t1 = jnp.dot(rows_real, real[ell], precision="highest")
+            t2 = jnp.dot(rows_imag, imag[ell], precision="highest")
+            t3 = jnp.dot(rows_real + rows_imag, both[ell], precision="highest")
+            out = jax.lax.complex(t1 - t2, t3 - t1 - t2)  # [(b m), (o d)]
+        else:
+            parts = jnp.dot(
+                jnp.concatenate([rows_real, rows_imag], axis=-1),
+                block[ell],
+                precision="highest",
+            )
+            out = jax.lax.complex(parts[:, :width_out], parts[:, width_out:])
         out = out.reshape(-1, 2 * ell + 1, n_out, c_out)
         degrees.append(jnp.pad(out, ((0, 0), (gap, gap), (0, 0), (0, 0))))
     return jnp.stack(degrees, axis=1)

@@ -240,15 +240,16 @@ class PhaseCollapse(keras.layers.Layer):
             read_float32(self.b1_imag) + read_float32(self.b2_imag),
         )
 
-    def _replace_spin_zero(self, field, new_zero):
-        """`field` with its spin-0 slice (axis -2) replaced by `new_zero`."""
+    def _split_spin_zero(self, field):
+        """(before, spin 0, after) slices of `field` along axis -2.
+
+        `jnp.split` transposes to one concatenate; indexed slices transpose to pads
+        that are added together.
+        """
         import jax.numpy as jnp
 
         index = self._zero_index
-        return jnp.concatenate(
-            [field[..., :index, :], new_zero[..., None, :], field[..., index + 1 :, :]],
-            axis=-2,
-        )
+        return jnp.split(field, [index, index + 1], axis=-2)
 
     def call(self, inputs):
         import jax
@@ -264,7 +265,8 @@ class PhaseCollapse(keras.layers.Layer):
         shape = field.shape
         channels = shape[-1]
         rows = field.reshape(-1, len(self.spins), channels)  # [N, S, C]
-        spin_zero = rows[:, self._zero_index]  # [N, C]
+        before, spin_zero, after = self._split_spin_zero(rows)
+        spin_zero = spin_zero[:, 0]  # [N, C]
         moduli = smooth_modulus(rows).reshape(rows.shape[0], -1)  # [N, S * C]
         # Both terms as one real product (measured 1.3-1.5x faster than a complex
         # product plus two real ones, forward and backward):
@@ -274,7 +276,8 @@ class PhaseCollapse(keras.layers.Layer):
         product = jnp.dot(features, self._kernel(), precision="highest")
         new_zero = jax.lax.complex(product[:, :channels], product[:, channels:])
         new_zero = new_zero + self._bias()
-        return self._replace_spin_zero(rows, new_zero).reshape(shape)
+        out = jnp.concatenate([before, new_zero[:, None], after], axis=-2)
+        return out.reshape(shape)
 
     def _call_spectral(self, coeffs):
         import jax
@@ -342,9 +345,7 @@ class PhaseCollapse(keras.layers.Layer):
         coeffs = jnp.asarray(coeffs).astype(jnp.complex64)
         batch, n_ell, _, _, channels = coeffs.shape
         ell_max = n_ell - 1
-        index = self._zero_index
-        # jnp.split transposes to one concatenate (slices: pads added together).
-        before, zero, after = jnp.split(coeffs, [index, index + 1], axis=-2)
+        before, zero, after = self._split_spin_zero(coeffs)
         spin_zero = pack_degrees(zero, ell_max)
         moduli = moduli_coefficients[:, :, 0, :]  # [b, P, S * C]
         features = jnp.concatenate(

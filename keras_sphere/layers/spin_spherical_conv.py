@@ -14,6 +14,7 @@ from keras_sphere.layers.spins import read_float32
 from keras_sphere.layers.spins import real_block_matrix
 from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.layers.transform_state import degree_rows
+from keras_sphere.layers.transform_state import stack_degree_rows
 from keras_sphere.sphere import Grid
 
 __all__ = [
@@ -390,7 +391,6 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
     import jax.numpy as jnp
 
     _, n_ell, _, n_in, c_in = coeffs.shape
-    ell_max = n_ell - 1
     n_out, c_out = kernel_real.shape[2], kernel_real.shape[4]
     width_in, width_out = n_in * c_in, n_out * c_out
 
@@ -406,7 +406,6 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
         block = real_block_matrix(real, imag)  # [ell, 2 (i c), 2 (o d)]
     degrees = []
     for ell, rows in enumerate(degree_rows(coeffs)):
-        gap = ell_max - ell
         rows = rows.reshape(-1, width_in)  # [(b m), (i c)]
         rows_real = rows.real.astype(jnp.float32)
         rows_imag = rows.imag.astype(jnp.float32)
@@ -422,9 +421,8 @@ def mix_degrees(coeffs, kernel_real, kernel_imag):
                 precision="highest",
             )
             out = jax.lax.complex(parts[:, :width_out], parts[:, width_out:])
-        out = out.reshape(-1, 2 * ell + 1, n_out, c_out)
-        degrees.append(jnp.pad(out, ((0, 0), (gap, gap), (0, 0), (0, 0))))
-    return jnp.stack(degrees, axis=1)
+        degrees.append(out.reshape(-1, 2 * ell + 1, n_out, c_out))
+    return stack_degree_rows(degrees)
 
 
 def _truncate_spectral(coeffs, ell_max, truncate):

@@ -20,7 +20,11 @@ from keras_sphere.layers.spectral_batch_norm import SpectralBatchNorm
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.sphere import Grid
 
-__all__ = ["SphericalBatchNorm"]
+__all__ = ["DOT_SUM_MAX_ROWS", "SphericalBatchNorm"]
+
+# The backward pass of the affine map takes its column sums as one product with a
+# ones vector up to this many rows (batch x n_lat x n_lon), else as reductions.
+DOT_SUM_MAX_ROWS = 2**15
 
 
 @keras.saving.register_keras_serializable(package="keras_sphere")
@@ -173,12 +177,22 @@ def _channel_affine_vjp_backward(residuals, cotangent):
     field, center, scale = residuals
     # Two column sums of the cotangent (JAX's own transpose made three). XLA on CPU
     # fuses the backward chain of the layers above into each sum and recomputes it
-    # per sum (optimisation barriers are dropped before fusion there); materialising
-    # the cotangent with a dot was measured slower overall (faster at 32 x 32, slower
-    # at 64 x 64).
+    # per sum (optimisation barriers are dropped before fusion there). Up to
+    # `DOT_SUM_MAX_ROWS` rows the cotangent is materialised once and both sums are
+    # one product with a ones vector: measured 3-5% faster spherical-MNIST steps at
+    # its 32 x 32 and 16 x 16 layers, and 4% slower steps when its 64 x 64 layers
+    # took that path too (in-process alternating A/B).
     axes = tuple(range(cotangent.ndim - scale.ndim))
-    total = jnp.sum(cotangent, axis=axes)  # [s, c]
-    weighted = jnp.sum(cotangent * field, axis=axes)  # [s, c]
+    n_rows = math.prod(cotangent.shape[: len(axes)])
+    if n_rows <= DOT_SUM_MAX_ROWS:
+        rows = cotangent.reshape(n_rows, -1)
+        both = jnp.concatenate([rows, rows * field.reshape(n_rows, -1)], axis=1)
+        ones = jnp.ones((n_rows,), both.dtype)
+        sums = jnp.dot(ones, both, precision="highest")
+        total, weighted = (part.reshape(scale.shape) for part in jnp.split(sums, 2))
+    else:
+        total = jnp.sum(cotangent, axis=axes)  # [s, c]
+        weighted = jnp.sum(cotangent * field, axis=axes)  # [s, c]
     # JAX transposes complex-linear maps without conjugation: y = (x - c) a + b gives
     # x_bar = g a, a_bar = sum g (x - c), c_bar = -a sum g, b_bar = sum g.
     return (

@@ -307,14 +307,24 @@ def test_errors_name_the_problem():
         SphericalBatchNorm((0,), momentum=-0.1)
 
 
-def test_channel_affine_gradients_equal_autodiff_of_the_plain_expression():
+@pytest.mark.parametrize("sums", ["product", "reductions"])
+def test_channel_affine_gradients_equal_autodiff_of_the_plain_expression(
+    sums, monkeypatch
+):
     """The custom VJP of (x - c) a + b against JAX's own transpose of the same
-    expression: both float32, so only summation order differs (measured 4e-8 to
-    6e-7 relative; the bound leaves 3x)."""
+    expression, with its column sums as a product with ones and as reductions: both
+    float32, so only summation order differs (measured 4e-8 to 6e-7 relative; the
+    bound leaves 3x)."""
     import jax
     import jax.numpy as jnp
 
+    from keras_sphere.layers import spherical_batch_norm
     from keras_sphere.layers.spherical_batch_norm import channel_affine
+
+    # 3 x 5 x 6 = 90 rows: the product path up to 90, the reductions below.
+    monkeypatch.setattr(
+        spherical_batch_norm, "DOT_SUM_MAX_ROWS", 90 if sums == "product" else 89
+    )
 
     rng = np.random.default_rng(7)
 

@@ -129,8 +129,8 @@ class SphericalBatchNorm(SpectralBatchNorm):
             return jnp.einsum("j,bjksc->bsc", weights, part, precision="highest")
 
         if jnp.iscomplexobj(field):
-            # Real products on each part: XLA on CPU emits complex arithmetic
-            # element by element (measured 7x slower than float32 per byte).
+            # Real weighted sums of each part: measured 4-5% faster spherical-MNIST
+            # steps than one einsum with the weights cast to complex.
             return jax.lax.complex(mean(field.real), mean(field.imag))
         return mean(field.astype(jnp.float32))
 

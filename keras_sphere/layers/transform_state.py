@@ -209,7 +209,7 @@ class TransformState:
         slices = []
         for index, spin in enumerate(spins):
             part = jnp.moveaxis(field[..., index, :], -1, 1)  # [B, C, lat, lon]
-            slices.append(self.plan(spin).forward(part))  # [B, C, ell, m]
+            slices.append(self.plan(spin).forward(part, fast_vjp=True))  # [B, C, ell, m]
         coeffs = jnp.stack(slices, axis=2)  # [B, C, S, ell, m]
         return jnp.transpose(coeffs, (0, 3, 4, 2, 1))
 
@@ -219,7 +219,8 @@ class TransformState:
         slices = []
         for index, spin in enumerate(spins):
             part = jnp.moveaxis(coeffs[..., index, :], -1, 1)  # [B, C, ell, m]
-            slices.append(self.plan(spin).inverse(part, is_real=is_real))
+            plan = self.plan(spin)
+            slices.append(plan.inverse(part, is_real=is_real, fast_vjp=True))
         field = jnp.stack(slices, axis=2)  # [B, C, S, lat, lon]
         return jnp.transpose(field, (0, 3, 4, 2, 1))
 

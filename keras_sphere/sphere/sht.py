@@ -193,11 +193,13 @@ def _merge_complex(r):
     return jax.lax.complex(r[..., :half], r[..., half:])
 
 
-def _latitude_forward(plan: SHTPlan, columns_by_group):
-    """Apply the analysis tables.
+def _latitude_forward(plan: SHTPlan, columns_by_group, tables):
+    """Contract rows with latitude tables: a_ell,m = sum_j table[ell, m, j] F_j,m.
 
     Args:
         plan: the plan.
+        tables: per (block, group), (orders, degrees, rows): the analysis tables, or
+            the synthesis ones for the transpose of the synthesis.
         columns_by_group: per table group, complex (sign, B, rows, L + 1) longitude
             spectra (sign: +m, and -m where present).
 
@@ -205,8 +207,7 @@ def _latitude_forward(plan: SHTPlan, columns_by_group):
         real (L + 1, L + 1, 2 * sign * B) [ell, m, (re/im, sign, B)].
     """
     layout = plan.layout
-    synthesis, analysis, _, forward_index, _ = plan.arrays
-    tables = analysis if analysis else synthesis
+    forward_index = plan.arrays[3]
     outputs = []
     position = 0
     for m0, m1 in layout.blocks:
@@ -230,11 +231,13 @@ def _latitude_forward(plan: SHTPlan, columns_by_group):
     return stacked[forward_index]  # [ell, m, C]
 
 
-def _latitude_inverse(plan: SHTPlan, half, n_signs: int):
-    """Apply the synthesis tables.
+def _latitude_inverse(plan: SHTPlan, half, n_signs: int, tables):
+    """Contract degrees with latitude tables: F_j,m = sum_ell table[ell, m, j] a_ell,m.
 
     Args:
         plan: the plan.
+        tables: per (block, group), (orders, degrees, rows): the synthesis tables, or
+            the analysis ones for the transpose of the analysis.
         half: real (L + 1, L + 1, C) [ell, m, (re/im, sign, B)] coefficients.
         n_signs: 1 (m >= 0 only) or 2 (+m and -m).
 
@@ -242,7 +245,7 @@ def _latitude_inverse(plan: SHTPlan, half, n_signs: int):
         per table group, complex (sign, B, rows, L + 1) longitude spectra.
     """
     layout = plan.layout
-    synthesis, _, _, _, inverse_index = plan.arrays
+    inverse_index = plan.arrays[4]
     size = layout.ell_max + 1
     n_cols = half.shape[-1]
     flat = jnp.concatenate(
@@ -253,7 +256,7 @@ def _latitude_inverse(plan: SHTPlan, half, n_signs: int):
     start = 0
     for m0, m1 in layout.blocks:
         for group in range(len(layout.groups)):
-            table = synthesis[position]
+            table = tables[position]
             position += 1
             n_k = table.shape[1]
             if n_k == 0:
@@ -282,51 +285,222 @@ def _alternating(n, dtype):
     return (1 - 2 * (jnp.arange(n) % 2)).astype(dtype)
 
 
-def _forward(plan: SHTPlan, x):
-    grid, ell_max, spin = plan.grid, plan.ell_max, plan.spin
+def _analysis_tables(plan: SHTPlan):
+    """The tables of the latitude analysis: exact ones where the plan has them."""
+    synthesis, analysis = plan.arrays[0], plan.arrays[1]
+    return analysis if analysis else synthesis
+
+
+def _fold_rows(plan: SHTPlan, columns, equator_twice: bool = True):
+    """Longitude spectra per row -> the inputs of the latitude matmuls.
+
+    Args:
+        columns: complex (sign, B, n_lat, L + 1): +m (and -m) spectra per grid row.
+        equator_twice: on odd grids with the parity fold, the equator row enters
+            both the northern and the mirrored southern half (the analysis halves its
+            weight to compensate); False leaves it out of the southern half (the
+            transpose of `_unfold_rows`).
+
+    Returns:
+        per table group, complex (sign, B, rows, L + 1).
+    """
     layout = plan.layout
-    real_dtype = jnp.dtype(plan.dtype)
-    complex_dtype = jnp.result_type(real_dtype, jnp.complex64)
-    batch_shape = x.shape[:-2]
-    x = x.reshape(-1, grid.n_lat, grid.n_lon)
-    n_batch = x.shape[0]
-    size = ell_max + 1
-    is_real = spin == 0 and not jnp.issubdtype(x.dtype, jnp.complexfloating)
-    row_weights = plan.arrays[2][:, None]
-    if is_real:
-        spectrum = jnp.fft.rfft(x.astype(real_dtype), axis=-1)[..., :size]
-        columns = [spectrum * row_weights]  # [B, rows, m]
-    else:
-        spectrum = jnp.fft.fft(x.astype(complex_dtype), axis=-1)
-        negative = spectrum[..., (-np.arange(size)) % grid.n_lon]
-        columns = [spectrum[..., :size] * row_weights, negative * row_weights]
-    # Stack the +m (and -m) columns into the matmul's free dimension: [m, rows, C].
-    stacked = jnp.stack(columns, axis=0)  # [sign, B, rows, m]
     if layout.uses_parity:
         n_north = layout.n_rows
-        north = stacked[:, :, :n_north]
-        south = stacked[:, :, ::-1][:, :, :n_north]
+        north = columns[:, :, :n_north]
+        south = columns[:, :, ::-1][:, :, :n_north]
+        if not equator_twice and plan.grid.n_lat % 2:
+            south = south * (jnp.arange(n_north) < n_north - 1)[:, None]
         # An odd grid's equator row is its own mirror: its weight was halved, so the sum
         # counts it once and the difference vanishes there.
-        groups = [north + south, north - south]
-    else:
-        # -m columns use the table of +m on mirrored rows.
-        groups = [jnp.stack([stacked[0], stacked[1, :, ::-1]], axis=0)]
-    half = _merge_complex(_latitude_forward(plan, groups))  # [ell, m, (sign, B)]
-    half = half.reshape(size, size, len(columns), n_batch)
+        return [north + south, north - south]
+    # -m columns use the table of +m on mirrored rows.
+    return [jnp.stack([columns[0], columns[1, :, ::-1]], axis=0)]
+
+
+def _unfold_rows(plan: SHTPlan, per_group, equator_twice: bool = False):
+    """Outputs of the latitude matmuls -> longitude spectra per row.
+
+    Args:
+        per_group: per table group, complex (sign, B, rows, L + 1).
+        equator_twice: add the southern half's copy of an odd grid's equator row to
+            it (the transpose of `_fold_rows`); False drops that copy (synthesis).
+
+    Returns:
+        complex (sign, B, n_lat, L + 1).
+    """
+    layout = plan.layout
+    if not layout.uses_parity:
+        columns = per_group[0]
+        if columns.shape[0] == 1:
+            return columns
+        return jnp.stack([columns[0], columns[1, :, ::-1]], axis=0)  # rows back
+    even, odd = per_group  # [sign, B, north rows, m]
+    north, south = even + odd, even - odd
+    n_south = plan.grid.n_lat - layout.n_rows
+    if equator_twice and plan.grid.n_lat % 2:
+        north = jnp.concatenate(
+            [north[:, :, :-1], north[:, :, -1:] + south[:, :, -1:]], axis=2
+        )
+    return jnp.concatenate([north, south[:, :, :n_south][:, :, ::-1]], axis=2)
+
+
+def _coefficients_from_half(plan: SHTPlan, half, conjugate_negative: bool):
+    """[ell, m >= 0, sign, B] complex halves -> padded (B, L + 1, 2L + 1).
+
+    `conjugate_negative`: there is one sign (a real spin-0 field); m < 0 follows from
+    a_ell,-m = (-1)^m conj(a_ell,m). The -m half's m = 0 entry is dropped (m = 0 comes
+    from the +m half).
+    """
+    layout = plan.layout
+    size = plan.ell_max + 1
+    real_dtype = jnp.dtype(plan.dtype)
     positive = half[:, :, 0]
     sign_m = _alternating(size, real_dtype)[None, :, None]
-    if is_real:
+    if conjugate_negative:
         negative = sign_m * jnp.conj(positive)
     elif layout.uses_parity:
         negative = sign_m * half[:, :, 1]
     else:
-        sign_ell = _alternating(size, real_dtype)[:, None, None] * (-1.0) ** spin
+        sign_ell = _alternating(size, real_dtype)[:, None, None] * (-1.0) ** plan.spin
         negative = sign_ell * half[:, :, 1]
     # Padded layout: m = -L..-1 from the negative half (reversed), then m = 0..L.
     full = jnp.concatenate([negative[:, :0:-1], positive], axis=1)  # [ell, 2L+1, B]
-    full = jnp.transpose(full, (2, 0, 1)).astype(complex_dtype)
-    return full.reshape(*batch_shape, size, 2 * ell_max + 1)
+    return jnp.transpose(full, (2, 0, 1))
+
+
+def _half_from_coefficients(plan: SHTPlan, a, with_negative: bool):
+    """Padded (B, L + 1, 2L + 1) -> real (L + 1, L + 1, 2 sign B) matmul input.
+
+    Returns the [ell, m >= 0, (re/im, sign, B)] layout of `_split_complex`, -m orders
+    carried with the sign convention of the plan's tables.
+    """
+    layout = plan.layout
+    ell_max = plan.ell_max
+    size = ell_max + 1
+    real_dtype = jnp.dtype(plan.dtype)
+    coeffs = jnp.transpose(a, (1, 2, 0))  # [ell, 2L+1, B]
+    halves = [coeffs[:, ell_max:]]
+    if with_negative:
+        negative = coeffs[:, ell_max::-1]  # m = 0, -1, ..., -L
+        if layout.uses_parity:
+            negative = negative * _alternating(size, real_dtype)[None, :, None]
+        else:
+            sign_ell = _alternating(size, real_dtype)[:, None, None] * (-1.0) ** plan.spin
+            negative = negative * sign_ell
+        halves.append(negative)
+    half = jnp.stack(halves, axis=2).reshape(size, size, -1)  # [ell, m, (sign, B)]
+    return _split_complex(half)
+
+
+def _analyse_columns(plan: SHTPlan, columns, tables, equator_twice: bool = True):
+    """Latitude stage of the analysis: (sign, B, n_lat, L + 1) -> (B, L + 1, 2L + 1)."""
+    size = plan.ell_max + 1
+    n_signs, n_batch = columns.shape[0], columns.shape[1]
+    groups = _fold_rows(plan, columns, equator_twice)
+    half = _merge_complex(_latitude_forward(plan, groups, tables))  # [ell, m, (s, B)]
+    half = half.reshape(size, size, n_signs, n_batch)
+    return _coefficients_from_half(plan, half, conjugate_negative=n_signs == 1)
+
+
+def _synthesise_columns(plan: SHTPlan, a, tables, with_negative: bool, equator_twice):
+    """Latitude stage of the synthesis: (B, L + 1, 2L + 1) -> (sign, B, n_lat, L + 1)."""
+    half = _half_from_coefficients(plan, a, with_negative)
+    per_group = _latitude_inverse(plan, half, 1 + with_negative, tables)
+    return _unfold_rows(plan, per_group, equator_twice)
+
+
+def _spectrum_from_columns(plan: SHTPlan, columns):
+    """+m and -m columns (2, B, n_lat, L + 1) -> the full (B, n_lat, n_lon) spectrum.
+
+    The -m columns' m = 0 entry is dropped (m = 0 comes from the +m columns).
+    """
+    grid, ell_max = plan.grid, plan.ell_max
+    gap = grid.n_lon - 2 * ell_max - 1
+    positive, negative = columns[0], columns[1]
+    return jnp.concatenate(
+        [
+            positive,
+            jnp.zeros((*positive.shape[:2], gap), positive.dtype),
+            negative[..., :0:-1],  # m = -L..-1 at indices n_lon - L..n_lon - 1
+        ],
+        axis=-1,
+    )
+
+
+def _columns_from_spectrum(plan: SHTPlan, spectrum):
+    """Full (B, n_lat, n_lon) spectrum -> +m and -m columns (2, B, n_lat, L + 1)."""
+    size = plan.ell_max + 1
+    negative = spectrum[..., (-np.arange(size)) % plan.grid.n_lon]
+    return jnp.stack([spectrum[..., :size], negative], axis=0)
+
+
+def _complex_dtype(plan: SHTPlan):
+    return jnp.result_type(jnp.dtype(plan.dtype), jnp.complex64)
+
+
+def _forward(plan: SHTPlan, x, fast_vjp: bool = False):
+    grid, ell_max, spin = plan.grid, plan.ell_max, plan.spin
+    batch_shape = x.shape[:-2]
+    x = x.reshape(-1, grid.n_lat, grid.n_lon)
+    is_real = spin == 0 and not jnp.issubdtype(x.dtype, jnp.complexfloating)
+    if is_real:
+        full = _forward_real(plan, x)
+    else:
+        x = x.astype(_complex_dtype(plan))
+        full = (_forward_complex_vjp if fast_vjp else _forward_complex)(plan, x)
+    return full.reshape(*batch_shape, ell_max + 1, 2 * ell_max + 1)
+
+
+def _forward_real(plan: SHTPlan, x):
+    """Real spin-0 fields (B, n_lat, n_lon): rfft, m >= 0 only."""
+    size = plan.ell_max + 1
+    real_dtype = jnp.dtype(plan.dtype)
+    row_weights = plan.arrays[2][:, None]
+    spectrum = jnp.fft.rfft(x.astype(real_dtype), axis=-1)[..., :size]
+    columns = (spectrum * row_weights)[None]  # [1, B, rows, m]
+    full = _analyse_columns(plan, columns, _analysis_tables(plan))
+    return full.astype(_complex_dtype(plan))
+
+
+def _forward_complex(plan: SHTPlan, x):
+    """Complex fields (B, n_lat, n_lon) -> (B, L + 1, 2L + 1)."""
+    columns = _columns_from_spectrum(plan, jnp.fft.fft(x, axis=-1))
+    columns = columns * plan.arrays[2][:, None]
+    return _analyse_columns(plan, columns, _analysis_tables(plan))
+
+
+def _forward_complex_transpose(plan: SHTPlan, cotangent):
+    """Transpose of `_forward_complex`: the adjoint analysis, an inverse-like pass.
+
+    The forward map is FFT, row weights, latitude tables; its transpose applies the
+    transposed tables (the synthesis code with the analysis tables), the row weights
+    and the transpose of the FFT, which is the FFT again.
+    """
+    columns = _synthesise_columns(
+        plan, cotangent, _analysis_tables(plan), True, equator_twice=True
+    )
+    columns = columns * plan.arrays[2][:, None]
+    return jnp.fft.fft(_spectrum_from_columns(plan, columns), axis=-1)
+
+
+def _zero_cotangent(tree):
+    def zero(leaf):
+        if jnp.issubdtype(leaf.dtype, jnp.integer):
+            return np.zeros(leaf.shape, jax.dtypes.float0)
+        return jnp.zeros_like(leaf)
+
+    return jax.tree_util.tree_map(zero, tree)
+
+
+_forward_complex_vjp = jax.custom_vjp(_forward_complex)
+_forward_complex_vjp.defvjp(
+    lambda plan, x: (_forward_complex(plan, x), plan),
+    lambda plan, cotangent: (
+        _zero_cotangent(plan),
+        _forward_complex_transpose(plan, cotangent),
+    ),
+)
 
 
 def _validity(ell_max, spin, dtype):
@@ -336,58 +510,59 @@ def _validity(ell_max, spin, dtype):
     return ((jnp.abs(m) <= ell) & (ell >= abs(spin))).astype(dtype)
 
 
-def _inverse(plan: SHTPlan, a, is_real: bool):
-    grid, ell_max, spin = plan.grid, plan.ell_max, plan.spin
-    layout = plan.layout
-    real_dtype = jnp.dtype(plan.dtype)
-    complex_dtype = jnp.result_type(real_dtype, jnp.complex64)
+def _inverse(plan: SHTPlan, a, is_real: bool, fast_vjp: bool = False):
+    grid, ell_max = plan.grid, plan.ell_max
     size = ell_max + 1
     batch_shape = a.shape[:-2]
-    a = a.reshape(-1, size, 2 * ell_max + 1).astype(complex_dtype)
-    a = a * _validity(ell_max, spin, real_dtype)
-    coeffs = jnp.transpose(a, (1, 2, 0))  # [ell, 2L+1, B]
-    positive = coeffs[:, ell_max:]
-    halves = [positive]
-    if not is_real:
-        negative = coeffs[:, ell_max::-1]  # m = 0, -1, ..., -L
-        if layout.uses_parity:
-            negative = negative * _alternating(size, real_dtype)[None, :, None]
-        else:
-            sign_ell = _alternating(size, real_dtype)[:, None, None] * (-1.0) ** spin
-            negative = negative * sign_ell
-        halves.append(negative)
-    half = jnp.stack(halves, axis=2).reshape(size, size, -1)  # [ell, m, (sign, B)]
-    n_signs = len(halves)
-    per_group = _latitude_inverse(plan, _split_complex(half), n_signs)
-    if layout.uses_parity:
-        even, odd = per_group  # [sign, B, north rows, m]
-        north, south = even + odd, even - odd
-        n_south = grid.n_lat - layout.n_rows
-        columns = jnp.concatenate([north, south[:, :, :n_south][:, :, ::-1]], axis=2)
-    else:
-        columns = per_group[0]
+    a = a.reshape(-1, size, 2 * ell_max + 1).astype(_complex_dtype(plan))
     if is_real:
-        n_freq = grid.n_lon // 2 + 1
-        spectrum = jnp.pad(columns[0], ((0, 0), (0, 0), (0, n_freq - size)))
-        field = jnp.fft.irfft(spectrum, n=grid.n_lon, axis=-1) * grid.n_lon
-        field = field.astype(real_dtype)
+        field = _inverse_real(plan, a)
     else:
-        positive_cols = columns[0]
-        negative_cols = columns[1]
-        if not layout.uses_parity:
-            negative_cols = negative_cols[:, ::-1]  # mirrored rows back in place
-        gap = grid.n_lon - 2 * ell_max - 1
-        spectrum = jnp.concatenate(
-            [
-                positive_cols,
-                jnp.zeros((*positive_cols.shape[:2], gap), complex_dtype),
-                negative_cols[..., :0:-1],  # m = -L..-1 at indices n_lon - L..n_lon - 1
-            ],
-            axis=-1,
-        )
-        field = jnp.fft.ifft(spectrum, axis=-1) * grid.n_lon
+        field = (_inverse_complex_vjp if fast_vjp else _inverse_complex)(plan, a)
     return field.reshape(*batch_shape, grid.n_lat, grid.n_lon)
 
 
-_forward_jit = jax.jit(_forward)
-_inverse_jit = jax.jit(_inverse, static_argnums=2)
+def _inverse_real(plan: SHTPlan, a):
+    """Real spin-0 synthesis from the m >= 0 half: inverse rfft."""
+    grid, size = plan.grid, plan.ell_max + 1
+    a = a * _validity(plan.ell_max, plan.spin, jnp.dtype(plan.dtype))
+    columns = _synthesise_columns(plan, a, plan.arrays[0], False, equator_twice=False)
+    n_freq = grid.n_lon // 2 + 1
+    spectrum = jnp.pad(columns[0], ((0, 0), (0, 0), (0, n_freq - size)))
+    field = jnp.fft.irfft(spectrum, n=grid.n_lon, axis=-1) * grid.n_lon
+    return field.astype(jnp.dtype(plan.dtype))
+
+
+def _inverse_complex(plan: SHTPlan, a):
+    """(B, L + 1, 2L + 1) -> complex fields (B, n_lat, n_lon)."""
+    a = a * _validity(plan.ell_max, plan.spin, jnp.dtype(plan.dtype))
+    columns = _synthesise_columns(plan, a, plan.arrays[0], True, equator_twice=False)
+    spectrum = _spectrum_from_columns(plan, columns)
+    return jnp.fft.ifft(spectrum, axis=-1) * plan.grid.n_lon
+
+
+def _inverse_complex_transpose(plan: SHTPlan, cotangent):
+    """Transpose of `_inverse_complex`: the adjoint synthesis, a forward-like pass.
+
+    The inverse FFT (times n_lon) is its own transpose; the latitude stage runs the
+    analysis code on the synthesis tables without row weights, leaving an odd grid's
+    equator out of the mirrored half, as the synthesis writes it once.
+    """
+    spectrum = jnp.fft.ifft(cotangent, axis=-1) * plan.grid.n_lon
+    columns = _columns_from_spectrum(plan, spectrum)
+    a = _analyse_columns(plan, columns, plan.arrays[0], equator_twice=False)
+    return a * _validity(plan.ell_max, plan.spin, jnp.dtype(plan.dtype))
+
+
+_inverse_complex_vjp = jax.custom_vjp(_inverse_complex)
+_inverse_complex_vjp.defvjp(
+    lambda plan, a: (_inverse_complex(plan, a), plan),
+    lambda plan, cotangent: (
+        _zero_cotangent(plan),
+        _inverse_complex_transpose(plan, cotangent),
+    ),
+)
+
+
+_forward_jit = jax.jit(_forward, static_argnums=2)
+_inverse_jit = jax.jit(_inverse, static_argnums=(2, 3))

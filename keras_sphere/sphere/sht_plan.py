@@ -314,17 +314,31 @@ class SHTPlan:
     def tree_unflatten(cls, aux, children):
         return cls(*aux, children[0])
 
-    def forward(self, field):
-        """Forward transform; see `keras_sphere.sphere.sht`."""
+    def forward(self, field, *, fast_vjp: bool = False):
+        """Forward transform; see `keras_sphere.sphere.sht`.
+
+        Args:
+            field: (..., n_lat, n_lon) field sampled on the plan's grid.
+            fast_vjp: differentiate complex fields in reverse mode with the
+                hand-written transposed transform instead of JAX's transposes of
+                each step (measured faster in training, used by the layers).
+                Forward-mode derivatives (``jax.jvp``) are then unavailable.
+        """
         from keras_sphere.sphere.sht import _forward_jit
 
-        return _forward_jit(self, field)
+        return _forward_jit(self, field, fast_vjp)
 
-    def inverse(self, coeffs, *, is_real: bool = False):
-        """Inverse transform; see `keras_sphere.sphere.isht`."""
+    def inverse(self, coeffs, *, is_real: bool = False, fast_vjp: bool = False):
+        """Inverse transform; see `keras_sphere.sphere.isht`.
+
+        Args:
+            coeffs: (..., L + 1, 2L + 1) coefficients.
+            is_real: synthesise a real spin-0 field.
+            fast_vjp: as in `forward` (complex output only).
+        """
         from keras_sphere.sphere.sht import _inverse_jit
 
-        return _inverse_jit(self, coeffs, is_real)
+        return _inverse_jit(self, coeffs, is_real, fast_vjp)
 
     def __repr__(self):
         return (

@@ -209,7 +209,8 @@ class TransformState:
         slices = []
         for index, spin in enumerate(spins):
             part = jnp.moveaxis(field[..., index, :], -1, 1)  # [B, C, lat, lon]
-            slices.append(self.plan(spin).forward(part, fast_vjp=True))  # [B, C, ell, m]
+            # [B, C, ell, m]
+            slices.append(self.plan(spin).forward(part, fast_vjp=True))
         coeffs = jnp.stack(slices, axis=2)  # [B, C, S, ell, m]
         return jnp.transpose(coeffs, (0, 3, 4, 2, 1))
 

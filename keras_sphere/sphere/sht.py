@@ -295,6 +295,7 @@ def _fold_rows(plan: SHTPlan, columns, equator_twice: bool = True):
     """Longitude spectra per row -> the inputs of the latitude matmuls.
 
     Args:
+        plan: the plan.
         columns: complex (sign, B, n_lat, L + 1): +m (and -m) spectra per grid row.
         equator_twice: on odd grids with the parity fold, the equator row enters
             both the northern and the mirrored southern half (the analysis halves its
@@ -322,6 +323,7 @@ def _unfold_rows(plan: SHTPlan, per_group, equator_twice: bool = False):
     """Outputs of the latitude matmuls -> longitude spectra per row.
 
     Args:
+        plan: the plan.
         per_group: per table group, complex (sign, B, rows, L + 1).
         equator_twice: add the southern half's copy of an odd grid's equator row to
             it (the transpose of `_fold_rows`); False drops that copy (synthesis).
@@ -386,8 +388,8 @@ def _half_from_coefficients(plan: SHTPlan, a, with_negative: bool):
         if layout.uses_parity:
             negative = negative * _alternating(size, real_dtype)[None, :, None]
         else:
-            sign_ell = _alternating(size, real_dtype)[:, None, None] * (-1.0) ** plan.spin
-            negative = negative * sign_ell
+            sign_ell = _alternating(size, real_dtype)[:, None, None]
+            negative = negative * (sign_ell * (-1.0) ** plan.spin)
         halves.append(negative)
     half = jnp.stack(halves, axis=2).reshape(size, size, -1)  # [ell, m, (sign, B)]
     return _split_complex(half)
@@ -404,7 +406,7 @@ def _analyse_columns(plan: SHTPlan, columns, tables, equator_twice: bool = True)
 
 
 def _synthesise_columns(plan: SHTPlan, a, tables, with_negative: bool, equator_twice):
-    """Latitude stage of the synthesis: (B, L + 1, 2L + 1) -> (sign, B, n_lat, L + 1)."""
+    """Latitude stage of the synthesis: (B, L + 1, 2L + 1) -> (sign, B, n_lat, m)."""
     half = _half_from_coefficients(plan, a, with_negative)
     per_group = _latitude_inverse(plan, half, 1 + with_negative, tables)
     return _unfold_rows(plan, per_group, equator_twice)

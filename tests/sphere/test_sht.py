@@ -403,7 +403,8 @@ def test_fast_vjp_equals_autodiff(x64, rng, shape, spin, half_bandlimit):
         expected, expected_vjp = jax.vjp(transform, primal)
         actual, actual_vjp = jax.vjp(lambda x, t=transform: t(x, fast_vjp=True), primal)
         np.testing.assert_array_equal(actual, expected)
-        assert relative_error(actual_vjp(cotangent)[0], expected_vjp(cotangent)[0]) < 1e-13
+        gradient = actual_vjp(cotangent)[0]
+        assert relative_error(gradient, expected_vjp(cotangent)[0]) < 1e-13
 
 
 def test_fast_vjp_gradient_of_a_real_loss_float32(rng):
@@ -412,7 +413,7 @@ def test_fast_vjp_gradient_of_a_real_loss_float32(rng):
     # equal: the transposed products sum in the same order).
     grid = Grid(32, 32)
     forward, inverse = sht_plan(grid, 15, 1), sht_plan(grid, 15, 1)
-    field = (rng.standard_normal((4, 32, 32)) + 1j * rng.standard_normal((4, 32, 32)))
+    field = rng.standard_normal((4, 32, 32)) + 1j * rng.standard_normal((4, 32, 32))
     field = jnp.asarray(field, jnp.complex64)
 
     def loss(f, fast):

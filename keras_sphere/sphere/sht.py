@@ -347,6 +347,18 @@ def _unfold_rows(plan: SHTPlan, per_group, equator_twice: bool = False):
     return jnp.concatenate([north, south[:, :, :n_south][:, :, ::-1]], axis=2)
 
 
+def _negative_order_sign(plan: SHTPlan):
+    """+-1 relating a_ell,-m to the tables' -m output, broadcastable to [ell, m, B].
+
+    Spin 0 (mirror-symmetric tables): (-1)^m. Other spins (+m tables on mirrored
+    rows): (-1)^(ell + s).
+    """
+    size, dtype = plan.ell_max + 1, jnp.dtype(plan.dtype)
+    if plan.layout.uses_parity:
+        return _alternating(size, dtype)[None, :, None]
+    return (_alternating(size, dtype) * (-1.0) ** plan.spin)[:, None, None]
+
+
 def _coefficients_from_half(plan: SHTPlan, half, conjugate_negative: bool):
     """[ell, m >= 0, sign, B] complex halves -> padded (B, L + 1, 2L + 1).
 
@@ -354,18 +366,12 @@ def _coefficients_from_half(plan: SHTPlan, half, conjugate_negative: bool):
     a_ell,-m = (-1)^m conj(a_ell,m). The -m half's m = 0 entry is dropped (m = 0 comes
     from the +m half).
     """
-    layout = plan.layout
-    size = plan.ell_max + 1
-    real_dtype = jnp.dtype(plan.dtype)
     positive = half[:, :, 0]
-    sign_m = _alternating(size, real_dtype)[None, :, None]
     if conjugate_negative:
-        negative = sign_m * jnp.conj(positive)
-    elif layout.uses_parity:
-        negative = sign_m * half[:, :, 1]
+        sign_m = _alternating(plan.ell_max + 1, jnp.dtype(plan.dtype))
+        negative = sign_m[None, :, None] * jnp.conj(positive)
     else:
-        sign_ell = _alternating(size, real_dtype)[:, None, None] * (-1.0) ** plan.spin
-        negative = sign_ell * half[:, :, 1]
+        negative = _negative_order_sign(plan) * half[:, :, 1]
     # Padded layout: m = -L..-1 from the negative half (reversed), then m = 0..L.
     full = jnp.concatenate([negative[:, :0:-1], positive], axis=1)  # [ell, 2L+1, B]
     return jnp.transpose(full, (2, 0, 1))
@@ -377,20 +383,13 @@ def _half_from_coefficients(plan: SHTPlan, a, with_negative: bool):
     Returns the [ell, m >= 0, (re/im, sign, B)] layout of `_split_complex`, -m orders
     carried with the sign convention of the plan's tables.
     """
-    layout = plan.layout
     ell_max = plan.ell_max
     size = ell_max + 1
-    real_dtype = jnp.dtype(plan.dtype)
     coeffs = jnp.transpose(a, (1, 2, 0))  # [ell, 2L+1, B]
     halves = [coeffs[:, ell_max:]]
     if with_negative:
-        negative = coeffs[:, ell_max::-1]  # m = 0, -1, ..., -L
-        if layout.uses_parity:
-            negative = negative * _alternating(size, real_dtype)[None, :, None]
-        else:
-            sign_ell = _alternating(size, real_dtype)[:, None, None]
-            negative = negative * (sign_ell * (-1.0) ** plan.spin)
-        halves.append(negative)
+        # m = 0, -1, ..., -L
+        halves.append(coeffs[:, ell_max::-1] * _negative_order_sign(plan))
     half = jnp.stack(halves, axis=2).reshape(size, size, -1)  # [ell, m, (sign, B)]
     return _split_complex(half)
 
@@ -495,14 +494,17 @@ def _zero_cotangent(tree):
     return jax.tree_util.tree_map(zero, tree)
 
 
-_forward_complex_vjp = jax.custom_vjp(_forward_complex)
-_forward_complex_vjp.defvjp(
-    lambda plan, x: (_forward_complex(plan, x), plan),
-    lambda plan, cotangent: (
-        _zero_cotangent(plan),
-        _forward_complex_transpose(plan, cotangent),
-    ),
-)
+def _with_transpose(linear, transpose):
+    """`linear(plan, x)` whose reverse-mode derivative is `transpose(plan, ct)`."""
+    function = jax.custom_vjp(linear)
+    function.defvjp(
+        lambda plan, x: (linear(plan, x), plan),
+        lambda plan, cotangent: (_zero_cotangent(plan), transpose(plan, cotangent)),
+    )
+    return function
+
+
+_forward_complex_vjp = _with_transpose(_forward_complex, _forward_complex_transpose)
 
 
 def _validity(ell_max, spin, dtype):
@@ -556,14 +558,7 @@ def _inverse_complex_transpose(plan: SHTPlan, cotangent):
     return a * _validity(plan.ell_max, plan.spin, jnp.dtype(plan.dtype))
 
 
-_inverse_complex_vjp = jax.custom_vjp(_inverse_complex)
-_inverse_complex_vjp.defvjp(
-    lambda plan, a: (_inverse_complex(plan, a), plan),
-    lambda plan, cotangent: (
-        _zero_cotangent(plan),
-        _inverse_complex_transpose(plan, cotangent),
-    ),
-)
+_inverse_complex_vjp = _with_transpose(_inverse_complex, _inverse_complex_transpose)
 
 
 _forward_jit = jax.jit(_forward, static_argnums=2)

@@ -35,6 +35,7 @@ from keras_sphere.sphere import sht_plan
 from keras_sphere.sphere.dense import sht_matrices
 
 __all__ = [
+    "CHUNKED_PLATFORMS",
     "CHUNK_BYTES",
     "DENSE_MAX_SIZE",
     "TransformState",
@@ -59,6 +60,10 @@ DENSE_MAX_SIZE = 2**16
 # `benchmarks/train_step.py` (alternating runs). Dense transforms are single GEMMs
 # and measured no faster in chunks.
 CHUNK_BYTES = 2**19
+# Chunk loops pay only where a cache-sized pass beats one wide pass: on CPUs. On
+# GPUs and TPUs a loop would run its iterations one after another, each far too
+# small to fill the device, so the batch goes through whole there.
+CHUNKED_PLATFORMS = ("cpu",)
 _METHODS = ("auto", "plan", "dense")
 
 
@@ -269,16 +274,21 @@ class TransformState:
 def in_chunks(function, data):
     """Apply `function` (independent per example) to `data` in batch chunks.
 
-    Chunks hold at most `CHUNK_BYTES` of input and run as one loop (``lax.map``);
-    data is passed whole when a Keras distribution is set.
+    Chunks hold at most `CHUNK_BYTES` of input and run as one loop (``lax.map``) on
+    the platforms of `CHUNKED_PLATFORMS` (JAX's default backend); data is passed
+    whole elsewhere and when a Keras distribution is set.
     """
     import jax
     import keras
 
     batch = data.shape[0]
     per_example = data.dtype.itemsize * math.prod(data.shape[1:])
-    if batch is None or keras.distribution.distribution() is not None:
+    if (
+        batch is None
         # Sharded batches: a loop over contiguous chunks would gather them.
+        or keras.distribution.distribution() is not None
+        or jax.default_backend() not in CHUNKED_PLATFORMS
+    ):
         return function(data)
     n_chunks = next(
         (

@@ -93,6 +93,10 @@ def test_plan_transforms_in_chunks_equal_whole_batch(rng, monkeypatch):
     assert "scan" in str(chunked)  # the chunked path ran (lax.map is a scan)
     assert _relative_error(state.to_spectral(field, spins), whole_coeffs) < 1e-6
     assert _relative_error(jax.grad(loss)(field), whole_grad) < 1e-6
+    # Accelerators take the batch whole (a loop would serialise tiny kernels).
+    monkeypatch.setattr(transform_state, "CHUNKED_PLATFORMS", ("gpu",))
+    whole = jax.make_jaxpr(lambda x: state.to_spectral(x, spins))(field)
+    assert "scan" not in str(whole)
 
 
 def test_degree_layout_helpers_and_their_gradients(rng):

@@ -183,6 +183,12 @@ def git_revision() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+# Settings read at process start that change CPU speed: the allocator's tunables
+# (``glibc.malloc.hugetlb=1`` backs large buffers with huge pages), XLA's flags, thread
+# counts.
+RECORDED_VARIABLES = ("GLIBC_TUNABLES", "XLA_FLAGS", "OMP_NUM_THREADS", "LD_PRELOAD")
+
+
 def environment_record(
     settings: Result, packages: Iterable[str], **fields: Any
 ) -> Result:
@@ -196,8 +202,9 @@ def environment_record(
 
     Returns:
         ``date`` (UTC, ISO 8601), ``cpu``, ``cores``, ``platform``, ``versions``,
-        ``keras_sphere_revision``, ``load_average_start`` (1, 5 and 15 minutes), the
-        `fields`, then ``settings``.
+        ``keras_sphere_revision``, ``load_average_start`` (1, 5 and 15 minutes),
+        ``environment_variables`` (those of `RECORDED_VARIABLES` that are set: they
+        change speed), the `fields`, then ``settings``.
     """
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat("T", "seconds"),
@@ -207,6 +214,9 @@ def environment_record(
         "versions": versions(packages),
         "keras_sphere_revision": git_revision(),
         "load_average_start": os.getloadavg(),
+        "environment_variables": {
+            name: os.environ[name] for name in RECORDED_VARIABLES if name in os.environ
+        },
         **fields,
         "settings": settings,
     }

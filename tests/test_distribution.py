@@ -51,6 +51,40 @@ def build_model(n_grid=N_GRID):
     return keras.Model({"fields": fields, "mask": mask}, outputs)
 
 
+def chunked_transforms():
+    """Plan transforms of a batch of 16 in chunk loops: coefficients, gradient, jaxpr.
+
+    Under `data_parallel()` each device loops over its own shard (shard_map); on one
+    device one loop runs over the whole batch. Same float32 operations per example.
+    """
+    import jax
+    import keras
+
+    from keras_sphere.layers import transform_state
+    from keras_sphere.sphere import Grid
+
+    state = transform_state.TransformState(
+        keras.layers.Layer(), Grid(N_GRID, N_GRID), 7, SPINS, "t", method="plan"
+    )
+    fields = make_data(16, seed=5)[0].astype("complex64")
+    fields = np.concatenate([fields, 1j * fields], axis=-2)  # spins 0 and 1
+
+    def loss(x):
+        coeffs = state.to_spectral(x, SPINS)
+        field = state.to_spatial(coeffs * 0.5, SPINS)
+        return jax.numpy.sum(jax.numpy.abs(field) ** 2), coeffs
+
+    step = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    chunk_bytes = transform_state.CHUNK_BYTES
+    transform_state.CHUNK_BYTES = 1  # one example per chunk
+    try:
+        (_, coeffs), grad = step(fields)
+        jaxpr = str(jax.make_jaxpr(loss)(fields))
+    finally:
+        transform_state.CHUNK_BYTES = chunk_bytes
+    return np.asarray(coeffs), np.asarray(grad), jaxpr
+
+
 def make_data(n_examples, seed, n_grid=N_GRID):
     rng = np.random.default_rng(seed)
     fields = rng.standard_normal((n_examples, n_grid, n_grid, 1, 2)).astype("float32")
@@ -162,10 +196,16 @@ def worker(tmp_dir):
     bn_out_local, bn_moving_local = batch_norm_step(
         model_1, bn_fields[:2], bn_weights[:2]
     )
+    coeffs_1, grad_1, jaxpr_1 = chunked_transforms()
 
     # Eight devices.
     distribution = ksd.data_parallel()
     report["batch_device_count"] = ksd.batch_device_count()
+    coeffs_8, grad_8, jaxpr_8 = chunked_transforms()
+    report["chunk_loops"] = ["scan" in jaxpr_1, "scan" in jaxpr_8]
+    report["chunk_loops_per_shard"] = ["shard_map" in jaxpr_1, "shard_map" in jaxpr_8]
+    report["chunked_coefficient_difference"] = max_difference([coeffs_8], [coeffs_1])
+    report["chunked_gradient_difference"] = max_difference([grad_8], [grad_1])
     losses_8, first_8, model_8 = train(plain, masked)
     report["losses"] = [losses_1[0], losses_8[0]]
     report["masked_losses"] = [losses_1[1], losses_8[1]]
@@ -286,6 +326,17 @@ def test_masked_batch_norm_training_matches_one_device(report):
     losses_1, losses_8 = report["masked_losses"]
     np.testing.assert_allclose(losses_8, losses_1, rtol=0, atol=TOLERANCE)
     assert report["masked_max_weight_difference"] <= TOLERANCE
+
+
+def test_chunk_loops_run_per_device_shard(report):
+    # Both runs loop over chunks; under data_parallel() inside shard_map, so each
+    # device loops over its own 2 examples. Same per-example float32 operations:
+    # values and gradients agree to round-off (coefficients and gradients of order
+    # 1-100, so 1e-4 absolute is about 1e-6 relative).
+    assert report["chunk_loops"] == [True, True]
+    assert report["chunk_loops_per_shard"] == [False, True]
+    assert report["chunked_coefficient_difference"] < 1e-4
+    assert report["chunked_gradient_difference"] < 1e-4
 
 
 def test_variables_and_transform_tables_are_replicated(report):

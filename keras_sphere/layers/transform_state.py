@@ -276,20 +276,26 @@ def in_chunks(function, data):
 
     Chunks hold at most `CHUNK_BYTES` of input and run as one loop (``lax.map``) on
     the platforms of `CHUNKED_PLATFORMS` (JAX's default backend); data is passed
-    whole elsewhere and when a Keras distribution is set.
+    whole elsewhere. Under a Keras distribution every device loops over the chunks
+    of its own shard of the batch (``shard_map`` over the distribution's batch axis).
     """
     import jax
     import keras
 
+    if data.shape[0] is None or jax.default_backend() not in CHUNKED_PLATFORMS:
+        return function(data)
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return _chunk_loop(function, data)
+    return _per_shard_chunk_loops(function, data, distribution)
+
+
+def _chunk_loop(function, data):
+    """`function` over `data` in batch chunks of at most `CHUNK_BYTES`, one loop."""
+    import jax
+
     batch = data.shape[0]
     per_example = data.dtype.itemsize * math.prod(data.shape[1:])
-    if (
-        batch is None
-        # Sharded batches: a loop over contiguous chunks would gather them.
-        or keras.distribution.distribution() is not None
-        or jax.default_backend() not in CHUNKED_PLATFORMS
-    ):
-        return function(data)
     n_chunks = next(
         (
             count
@@ -303,6 +309,33 @@ def in_chunks(function, data):
     parts = data.reshape(n_chunks, batch // n_chunks, *data.shape[1:])
     out = jax.lax.map(function, parts)
     return out.reshape(batch, *out.shape[2:])
+
+
+def _per_shard_chunk_loops(function, data, distribution):
+    """`_chunk_loop` on each device's shard of the batch axis.
+
+    Spherical-MNIST steps of `benchmarks/train_step.py` on 2 virtual CPU devices
+    measured 0.38 s this way, 0.74 s with one loop over chunks of the global batch
+    (XLA gathers and reshards around it) and 0.90 s with no chunks; 0.40 s on one
+    device. `function` is independent per example, so the shards' outputs are the
+    sharded output.
+    """
+    import jax
+    from jax.sharding import PartitionSpec
+
+    mesh = distribution.device_mesh.backend_mesh
+    axis = distribution.batch_dim_name
+    if axis not in mesh.axis_names or data.shape[0] % mesh.shape[axis]:
+        return function(data)  # not split over devices as Keras splits batches
+    spec = PartitionSpec(axis)
+    # check_vma=False: `function` closes over the replicated transform tables.
+    return jax.shard_map(
+        lambda shard: _chunk_loop(function, shard),
+        mesh=mesh,
+        in_specs=spec,
+        out_specs=spec,
+        check_vma=False,
+    )(data)
 
 
 def _degree_rows(coeffs):

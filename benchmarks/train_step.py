@@ -37,6 +37,11 @@ What is measured, per configuration and side, each in its own subprocess:
   the baseline once its libraries were imported;
 * setup time: building the model, its transform tables and the optimizer state.
 
+``--devices N`` runs the keras_sphere side under ``data_parallel()`` on N virtual CPU
+devices (``XLA_FLAGS=--xla_force_host_platform_device_count=N``; they share the same
+cores): each device takes 1/N of the batch. The reference stays on one device, so its
+ratio is then not like for like; the option measures our data-parallel path.
+
 keras_sphere side: Keras 3 on JAX, ``model.compile(optimizer="adam", jit_compile=True)``
 (MAE loss for QM9, sparse categorical cross-entropy from logits for MNIST), float32
 policy, random inputs with fixed seeds.
@@ -335,11 +340,20 @@ def build_ours_mnist(config: Result):
     return model, images, labels
 
 
-def run_ours(name: str, steps: int) -> Result:
+def run_ours(name: str, steps: int, devices: int = 1) -> Result:
     import keras
 
     import keras_sphere  # noqa: F401  (selects the JAX backend, registers layers)
 
+    if devices > 1:  # spawn_ours started this process with that many CPU devices
+        from keras_sphere.distribution import batch_device_count
+        from keras_sphere.distribution import data_parallel
+
+        data_parallel()
+        if batch_device_count() != devices:
+            raise RuntimeError(
+                f"asked for {devices} CPU devices, JAX has {batch_device_count()}"
+            )
     keras.utils.set_random_seed(SEED)
     baseline = peak_rss_mb()
     start = time.perf_counter()
@@ -356,6 +370,7 @@ def run_ours(name: str, steps: int) -> Result:
             "peak_rss_mb": peak_rss_mb(),
             "peak_mb": peak_rss_mb() - baseline,
             "baseline_rss_mb": baseline,
+            "devices": devices,
         }
     )
     return record
@@ -534,7 +549,7 @@ def spawn_reference(name: str, args: argparse.Namespace) -> Result:
 
 def case_main(spec_json: str) -> None:
     spec = json.loads(spec_json)
-    report_case(lambda: run_ours(spec["config"], spec["steps"]))
+    report_case(lambda: run_ours(spec["config"], spec["steps"], spec["devices"]))
 
 
 def _run_case(command: list[str], env: dict[str, str], cwd=None) -> Result:
@@ -543,12 +558,16 @@ def _run_case(command: list[str], env: dict[str, str], cwd=None) -> Result:
     return record
 
 
-def spawn_ours(name: str, steps: int) -> Result:
+def spawn_ours(name: str, steps: int, devices: int = 1) -> Result:
     env = case_env()
     env.setdefault("JAX_PLATFORMS", "cpu")
     env["KERAS_SPHERE_CACHE"] = "off"  # setup builds the tables, never reads a cache
+    if devices > 1:  # JAX fixes its CPU device count when it starts
+        flag = f"--xla_force_host_platform_device_count={devices}"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
     command = [sys.executable, str(pathlib.Path(__file__).resolve())]
-    command += ["--case", json.dumps({"config": name, "steps": steps})]
+    spec = {"config": name, "steps": steps, "devices": devices}
+    command += ["--case", json.dumps(spec)]
     return _run_case(command, env)
 
 
@@ -568,6 +587,7 @@ def environment(args: argparse.Namespace) -> Result:
         "configs": args.configs,
         "steps": args.steps,
         "reference_steps": args.reference_steps,
+        "devices": args.devices,
         "warmup_steps": WARMUP_STEPS,
         "target_speedup": TARGET_SPEEDUP,
         "wait_idle_s": args.wait_idle,
@@ -652,7 +672,7 @@ def run_case(name: str, side: str, args: argparse.Namespace, started: float) -> 
         busy, waited = wait_for_idle(args.wait_idle)
         before = cpu_sample()
         if side == "keras_sphere":
-            record = spawn_ours(name, args.steps)
+            record = spawn_ours(name, args.steps, args.devices)
         else:
             record = spawn_reference(name, args)
         record = {"config": name, "side": side, **record, "attempt": attempt + 1}
@@ -697,6 +717,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=pathlib.Path,
         help="Python with jax, flax, optax, einshape, spherical, sympy installed",
     )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="keras_sphere on this many virtual CPU devices under data_parallel() "
+        "(the reference always runs on one device)",
+    )
     parser.add_argument("--json", type=pathlib.Path, default=DEFAULT_JSON)
     add_load_arguments(
         parser, "rerun a case up to N times while other processes disturbed its steps"
@@ -707,6 +734,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--reference-repo and --reference-python go together")
     if args.reference_steps is None:
         args.reference_steps = args.steps
+    if args.devices < 1:
+        parser.error("--devices must be >= 1")
     return args
 
 

@@ -314,11 +314,11 @@ def _chunk_loop(function, data):
 def _per_shard_chunk_loops(function, data, distribution):
     """`_chunk_loop` on each device's shard of the batch axis.
 
-    Spherical-MNIST steps of `benchmarks/train_step.py` on 2 virtual CPU devices
-    measured 0.38 s this way, 0.74 s with one loop over chunks of the global batch
-    (XLA gathers and reshards around it) and 0.90 s with no chunks; 0.40 s on one
-    device. `function` is independent per example, so the shards' outputs are the
-    sharded output.
+    Spherical-MNIST steps of `benchmarks/train_step.py --devices 2` (2 virtual CPU
+    devices) measured 0.37-0.40 s this way, 0.74 s with one loop over chunks of the
+    global batch (XLA gathers and reshards around it) and 0.90 s with no chunks;
+    0.39-0.41 s on one device. `function` is independent per example, so the shards'
+    outputs are the sharded output.
     """
     import jax
     from jax.sharding import PartitionSpec

@@ -35,17 +35,15 @@ import sys
 import time
 
 from train_step import CONFIG_NAMES
-from train_step import CONFIGS
 from train_step import SEED
+from train_step import build_ours
 
 
 def _build(name: str):
     import keras
-    import train_step
 
     keras.utils.set_random_seed(SEED)
-    builder = {"qm9": train_step.build_ours_qm9, "mnist": train_step.build_ours_mnist}
-    model, x, y = builder[name](CONFIGS[name])
+    model, x, y = build_ours(name)
     for _ in range(2):  # compile, then one untimed step
         model.train_on_batch(x, y)
     return model, x, y

@@ -340,6 +340,12 @@ def build_ours_mnist(config: Result):
     return model, images, labels
 
 
+def build_ours(name: str):
+    """Built and compiled keras_sphere model of configuration `name`: (model, x, y)."""
+    builder = {"qm9": build_ours_qm9, "mnist": build_ours_mnist}[name]
+    return builder(CONFIGS[name])
+
+
 def run_ours(name: str, steps: int, devices: int = 1) -> Result:
     import keras
 
@@ -357,8 +363,7 @@ def run_ours(name: str, steps: int, devices: int = 1) -> Result:
     keras.utils.set_random_seed(SEED)
     baseline = peak_rss_mb()
     start = time.perf_counter()
-    builder = {"qm9": build_ours_qm9, "mnist": build_ours_mnist}[name]
-    model, x, y = builder(CONFIGS[name])
+    model, x, y = build_ours(name)
     setup_s = time.perf_counter() - start
     record = time_steps(lambda: model.train_on_batch(x, y), steps)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -1,13 +1,25 @@
 """Maths on the sphere: grids, quadrature, Wigner functions, SHTs and rotations.
 
-Submodules `wavelets` (scale-discretised wavelets) and `scattering` (wavelet
-scattering networks).
+The modules, from the bottom up; each imports only modules listed before it, at module
+level and inside functions alike (a test checks that no imports form a circle):
+
+    quadrature, wigner    quadrature weights; Wigner d and spin-weighted harmonics
+    grid                  where the samples are
+    sht_tables            latitude tables of the SHT: values, layout, disk cache
+    sht_kernels           the transform as jitted passes over a plan's tables
+    sht_plan              `SHTPlan`: one transform's tables on the device, cached
+    sht                   `sht`, `isht`, `pad`, `truncate`
+    rotation              `rotate_coefficients`, `rotate_field`
+    caches                `clear_cache`
+    dense                 whole transforms of small grids as dense matrices
+    wavelets, scattering  scale-discretised wavelets, wavelet scattering networks
 
 NumPy and JAX only: no layers, no TensorFlow.
 """
 
 from keras_sphere.sphere import scattering
 from keras_sphere.sphere import wavelets
+from keras_sphere.sphere.caches import clear_cache
 from keras_sphere.sphere.grid import Grid
 from keras_sphere.sphere.quadrature import clenshaw_curtis_weights
 from keras_sphere.sphere.rotation import rotate_coefficients
@@ -17,7 +29,6 @@ from keras_sphere.sphere.sht import pad
 from keras_sphere.sphere.sht import sht
 from keras_sphere.sphere.sht import truncate
 from keras_sphere.sphere.sht_plan import SHTPlan
-from keras_sphere.sphere.sht_plan import clear_cache
 from keras_sphere.sphere.sht_plan import sht_plan
 from keras_sphere.sphere.wigner import spin_harmonics
 from keras_sphere.sphere.wigner import wigner_d

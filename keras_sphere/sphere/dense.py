@@ -2,10 +2,10 @@
 
 Inside spherical CNNs the transforms are small (L = 3 to 15 on 2 (L + 1) square grids)
 and batched over hundreds of thousands of maps (batch x channels). There the FFT +
-per-order Legendre plan of ``sht_plan.py`` is bound by its layout passes, not by
-arithmetic: at L = 7 on 16 x 16 it moves every map through a dozen transposes,
-stacks and gathers. One complex matrix product per spin, with the channels as the
-product's free dimension, reads and writes each map once. It costs
+per-order Legendre transform of a plan (``sht_plan.py``, ``sht_kernels.py``) is bound
+by its layout passes, not by arithmetic: at L = 7 on 16 x 16 it moves every map through
+a dozen transposes, stacks and gathers. One complex matrix product per spin, with the
+channels as the product's free dimension, reads and writes each map once. It costs
 8 n_lat n_lon (L + 1)^2 flops per map against the plan's O(n_lat n_lon L), so it wins
 only while n_lat n_lon (L + 1)^2 is small (``DENSE_MAX_SIZE`` in
 ``layers/transform_state.py`` records where, as measured in
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_sphere.sphere.grid import Grid
-from keras_sphere.sphere.sht_plan import _harmonic_rows
+from keras_sphere.sphere.sht_tables import _harmonic_rows
 from keras_sphere.sphere.wigner import spin_harmonics
 
 __all__ = ["packed_degrees_orders", "sht_matrices"]
@@ -58,8 +58,9 @@ def sht_matrices(grid: Grid, ell_max: int, spin: int) -> tuple[np.ndarray, np.nd
     ell, m = packed_degrees_orders(ell_max)
     orders = np.arange(-ell_max, ell_max + 1)
     synthesis = spin_harmonics(ell_max, orders, spin, grid.theta)  # [ell, m, j]
-    # The quadrature of sht_plan: plain row weights where they are exact, else its
-    # exact analysis table (which excludes the longitude factor 2 pi / n_lon).
+    # The quadrature of the plans: plain row weights where they are exact, else the
+    # exact analysis table of sht_tables.py (which excludes the longitude factor
+    # 2 pi / n_lon).
     if 2 * ell_max + 1 > grid.n_lat:
         analysis = _harmonic_rows(
             grid.n_lat, ell_max, spin, orders, grid.n_lat, exact=True

@@ -17,7 +17,8 @@ determine such a polynomial iff 2 (n_lat - 1) >= 2L + 1, i.e. L <= n_lat - 2. He
     L_max = min(n_lat - 2, floor((n_lon - 1) / 2)).
 
 Plain per-row quadrature is exact only up to floor((n_lat - 1) / 2) in latitude; above
-that the transforms interpolate each extended column in theta first (see ``sht_plan``).
+that the transforms interpolate each extended column in theta first (see
+``sht_tables.py``).
 """
 
 from __future__ import annotations

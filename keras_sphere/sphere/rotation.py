@@ -32,7 +32,7 @@ __all__ = ["rotate_coefficients", "rotate_field"]
 @functools.lru_cache(maxsize=8)
 def _delta_tables(ell_max: int, dtype: str):
     # Built eagerly even when first requested inside a trace, so the cache never holds
-    # a tracer.
+    # a tracer. Emptied by `clear_cache` (caches.py).
     with jax.ensure_compile_time_eval():
         return jnp.asarray(wigner_delta(ell_max).astype(dtype))
 

@@ -32,10 +32,15 @@ import dataclasses
 import functools
 import math
 
+import jax.numpy as jnp
 import numpy as np
 from scipy import integrate
 
 from keras_sphere.sphere.grid import Grid
+from keras_sphere.sphere.sht import isht
+from keras_sphere.sphere.sht import pad
+from keras_sphere.sphere.sht import sht
+from keras_sphere.sphere.sht import truncate
 
 __all__ = [
     "WaveletFilterBank",
@@ -235,8 +240,6 @@ def _wavelet_filters(ell_max: int, J0: int, lam: float) -> WaveletFilterBank:  #
 
 
 def _coefficients(field, grid: Grid, ell_max: int):
-    from keras_sphere.sphere.sht import sht
-
     return sht(field, grid, 0, ell_max)
 
 
@@ -252,10 +255,6 @@ def apply_kernel(coeffs, kernel: np.ndarray, ell_max: int):
     Returns:
         complex, (..., ell_max + 1, 2 ell_max + 1).
     """
-    import jax.numpy as jnp
-
-    from keras_sphere.sphere.sht import truncate
-
     part = truncate(coeffs, ell_max)
     factor = jnp.asarray(kernel[: ell_max + 1]).astype(part.real.dtype)
     return part * factor[:, None]
@@ -289,10 +288,6 @@ def wavelet_transform(
         >>> low.shape, [m.shape for m in maps]
         ((8, 8), [(16, 16), (32, 32), (64, 64), (64, 64)])
     """
-    import jax.numpy as jnp
-
-    from keras_sphere.sphere.sht import isht
-
     ell_max = grid.max_bandlimit if ell_max is None else int(ell_max)
     bank = wavelet_filters(ell_max, J0, lam)
     field = jnp.asarray(field)
@@ -340,12 +335,6 @@ def inverse_wavelet_transform(
     Raises:
         ValueError: if the number or shapes of the maps do not match the filter bank.
     """
-    import jax.numpy as jnp
-
-    from keras_sphere.sphere.sht import isht
-    from keras_sphere.sphere.sht import pad
-    from keras_sphere.sphere.sht import truncate
-
     wavelet_maps = tuple(wavelet_maps)
     if ell_max is None:
         if not wavelet_maps:

@@ -6,7 +6,7 @@ import numpy as np
 
 from keras_sphere.sphere.grid import Grid
 
-__all__ = ["plot_mollweide"]
+__all__ = ["plot_learning_curves", "plot_mollweide"]
 
 
 def plot_mollweide(
@@ -75,3 +75,31 @@ def plot_mollweide(
     if units:
         colorbar.set_label(units)
     return ax
+
+
+def plot_learning_curves(history, path, metrics=("loss", "val_loss")) -> None:
+    """Save the learning curve of a run: `metrics` against epochs, log scale.
+
+    Args:
+        history: rows (dicts with "epoch" and the logs), as `fit_run` writes them.
+        path: image file to write (PNG).
+        metrics: the logs to draw; missing ones are skipped.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    epochs = [row["epoch"] for row in history]
+    for name in metrics:
+        values = [row.get(name, np.nan) for row in history]
+        if np.isfinite(values).any():
+            axes.plot(epochs, values, marker=".", label=name)
+    axes.set_xlabel("epoch")
+    axes.set_yscale("log")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -5,10 +5,13 @@ Learning-rate schedules (`schedules.py`), fits that resume after an interruption
 ``from keras_sphere import training``; `import keras_sphere` does not load it.
 """
 
+from keras_sphere.training.checkpoints import BudgetedBatches
 from keras_sphere.training.checkpoints import ResumableBatches
 from keras_sphere.training.checkpoints import resumable_callbacks
 from keras_sphere.training.determinism import XLA_GPU_DETERMINISTIC_FLAGS
 from keras_sphere.training.determinism import set_seed
+from keras_sphere.training.loop import default_run_dir
+from keras_sphere.training.loop import fit_run
 from keras_sphere.training.schedules import QM9_REFERENCE_BATCH_SIZE
 from keras_sphere.training.schedules import QM9_REFERENCE_LEARNING_RATE
 from keras_sphere.training.schedules import QM9_REFERENCE_WARMUP_EPOCHS

@@ -30,7 +30,7 @@ import numpy as np
 
 from keras_sphere.distribution import check_divisible
 
-__all__ = ["ResumableBatches", "resumable_callbacks"]
+__all__ = ["BudgetedBatches", "ResumableBatches", "resumable_callbacks"]
 
 _REMAINDERS = ("drop", "pad")
 
@@ -209,17 +209,21 @@ class ResumableBatches(keras.utils.PyDataset):
                 )
             self._next_index += 1
 
+    def batch_indices(self, epoch: int, index: int) -> np.ndarray:
+        """Example indices int64 (batch_size,) of a batch; -1 marks padding."""
+        step = int(epoch) * self.steps_per_epoch + int(index)
+        pass_index, position = divmod(step, self.batches_per_pass)
+        return self._order(pass_index)[
+            position * self.batch_size : (position + 1) * self.batch_size
+        ]
+
     def batch(self, epoch: int, index: int):
         """Batch `index` of Keras epoch `epoch`, without any bookkeeping.
 
         Returns:
             As ``batches[index]``: (x,), (x, y) or (x, y, sample_weight).
         """
-        step = int(epoch) * self.steps_per_epoch + int(index)
-        pass_index, position = divmod(step, self.batches_per_pass)
-        indices = self._order(pass_index)[
-            position * self.batch_size : (position + 1) * self.batch_size
-        ]
+        indices = self.batch_indices(epoch, index)
         real = indices >= 0
         safe = np.where(real, indices, 0)
 
@@ -241,6 +245,71 @@ class ResumableBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self._in_epoch = False
+
+
+class BudgetedBatches(ResumableBatches):
+    """`ResumableBatches` whose batches never exceed a budget of cost.
+
+    Each example has a cost (for molecules: the number of atoms, which sets the
+    work of a packed backbone). Within a batch, examples are kept in order while
+    their summed cost fits `capacity`; the rest of that batch is padded (zeroed,
+    sample weight 0), and those examples are seen in other passes. How often that
+    happens is reported by `dropped_fraction`.
+
+    Args:
+        x, y, sample_weight: as `ResumableBatches`.
+        costs: float (n_examples,), each >= 0 and <= capacity.
+        capacity: the largest summed cost of a batch.
+        **kwargs: `ResumableBatches` arguments (batch_size, steps_per_epoch,
+            shuffle, seed, ...).
+
+    Batches:
+        (x, y, sample_weight); sample_weight is always present.
+    """
+
+    def __init__(self, x, y=None, sample_weight=None, *, costs, capacity, **kwargs):
+        costs = np.asarray(costs, np.float64)
+        if sample_weight is None:
+            sample_weight = np.ones(len(costs), np.float32)
+        super().__init__(x, y, sample_weight, **kwargs)
+        if costs.shape != (self.n_examples,):
+            raise ValueError(
+                f"costs needs one value per example ({self.n_examples}). Received "
+                f"shape {costs.shape}."
+            )
+        if costs.max(initial=0.0) > capacity or costs.min(initial=0.0) < 0:
+            raise ValueError(
+                f"Every cost must lie in [0, capacity={capacity}]. Received costs "
+                f"from {costs.min()} to {costs.max()}."
+            )
+        self.costs = costs
+        self.capacity = float(capacity)
+
+    def kept(self, indices: np.ndarray) -> np.ndarray:
+        """Bool (batch_size,): the examples of a batch that fit the budget."""
+        costs = np.where(indices >= 0, self.costs[np.maximum(indices, 0)], 0.0)
+        return np.cumsum(costs) <= self.capacity
+
+    def dropped_fraction(self, epoch: int = 0) -> float:
+        """Fraction of the examples of an epoch's batches left out by the budget."""
+        dropped = total = 0
+        for index in range(self.steps_per_epoch):
+            indices = self.batch_indices(epoch, index)
+            dropped += int(np.sum(~self.kept(indices) & (indices >= 0)))
+            total += int(np.sum(indices >= 0))
+        return dropped / max(total, 1)
+
+    def batch(self, epoch: int, index: int):
+        x, y, sample_weight = super().batch(epoch, index)
+        keep = self.kept(self.batch_indices(epoch, index))
+
+        def zero(array):
+            return np.where(keep.reshape(-1, *([1] * (array.ndim - 1))), array, 0)
+
+        x = keras.tree.map_structure(zero, x)
+        if y is not None:
+            y = keras.tree.map_structure(zero, y)
+        return x, y, zero(sample_weight).astype(np.float32)
 
 
 class _FollowEpoch(keras.callbacks.Callback):

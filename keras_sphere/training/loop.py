@@ -1,0 +1,226 @@
+"""The one training loop of the zoo's recipes: long fits that survive interruptions.
+
+`fit_run(model, batches, run_dir, ...)` wraps `model.fit` with what a recipe that
+trains for hours in the background needs:
+
+- resumption: the back-up of `resumable_callbacks` (weights, optimizer, epoch) in
+  ``run_dir/backup``, written at the end of every epoch (make epochs short with
+  ``ResumableBatches(steps_per_epoch=...)``: that is the checkpoint interval);
+- the best weights so far by a validation metric, ``run_dir/best.weights.h5``;
+- a NaN loss stops training (`keras.callbacks.TerminateOnNaN`) without overwriting
+  the last good back-up or best weights, and raises `FloatingPointError`;
+- a wall-clock budget (`max_hours`): training stops at the first epoch end past it,
+  and the next call continues from there;
+- the history of every epoch in ``run_dir/history.csv`` (appended across restarts)
+  and the learning curve ``run_dir/learning_curve.png`` redrawn after each epoch;
+- Keras' progress bar (``verbose=1``) or one line per epoch (``verbose=2``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import pathlib
+import time
+
+import keras
+
+from keras_sphere.training.checkpoints import ResumableBatches
+from keras_sphere.training.checkpoints import _FollowEpoch
+
+__all__ = ["default_run_dir", "fit_run", "read_history"]
+
+BEST_WEIGHTS = "best.weights.h5"
+HISTORY = "history.csv"
+CURVE = "learning_curve.png"
+
+
+def default_run_dir(name: str) -> pathlib.Path:
+    """``$KERAS_SPHERE_CACHE/runs/name`` (default ``~/.cache/keras_sphere/runs``)."""
+    root = os.environ.get("KERAS_SPHERE_CACHE", "")
+    if not root or root.lower() == "off":
+        root = os.path.join(os.path.expanduser("~"), ".cache", "keras_sphere")
+    return pathlib.Path(root) / "runs" / name
+
+
+class _FiniteBackup(keras.callbacks.BackupAndRestore):
+    """A back-up that is never overwritten by weights from a NaN epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite_logs(logs) and not getattr(self.model, "_stopped_on_nan", False):
+            super().on_epoch_end(epoch, logs)
+
+
+class _StopOnNaN(keras.callbacks.TerminateOnNaN):
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model._stopped_on_nan = True
+        super().on_batch_end(batch, logs)
+
+
+class _BestWeights(keras.callbacks.ModelCheckpoint):
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite_logs(logs):
+            super().on_epoch_end(epoch, logs)
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Stops at the first epoch end after `deadline` (time.time())."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+        self.stopped_for_time = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.time() > self.deadline:
+            self.stopped_for_time = True
+            self.model.stop_training = True
+
+
+class _History(keras.callbacks.Callback):
+    """Appends each epoch's logs (with wall time) to a CSV and redraws the curve."""
+
+    def __init__(self, run_dir: pathlib.Path, curve_metrics):
+        super().__init__()
+        self.path = run_dir / HISTORY
+        self.curve_path = run_dir / CURVE
+        self.curve_metrics = curve_metrics
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "seconds": round(time.time() - self.started, 1)}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        rows = read_history(self.path) if self.path.exists() else []
+        rows = [r for r in rows if int(r["epoch"]) < epoch + 1] + [row]
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        with open(self.path, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.started = time.time()
+        from keras_sphere.plotting import plot_learning_curves
+
+        plot_learning_curves(rows, self.curve_path, self.curve_metrics)
+
+
+def _finite_logs(logs) -> bool:
+    return all(math.isfinite(float(v)) for v in (logs or {}).values())
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
+    """The rows of a ``history.csv`` written by `fit_run` (numbers as floats)."""
+    with open(path, newline="") as stream:
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(stream)
+        ]
+
+
+def fit_run(
+    model: keras.Model,
+    batches: ResumableBatches,
+    run_dir: str | os.PathLike,
+    *,
+    epochs: int,
+    validation_data=None,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    max_hours: float | None = None,
+    curve_metrics=("loss", "val_loss"),
+    callbacks=(),
+    verbose: int | str = 1,
+) -> dict:
+    """Fit `model` on `batches` in `run_dir`, resuming whatever ran there before.
+
+    Args:
+        model: a compiled, built model.
+        batches: the training `ResumableBatches`; its ``steps_per_epoch`` sets the
+            checkpoint interval.
+        run_dir: the run's directory (created); see the module docstring.
+        epochs: total epochs of the run (the same on every restart).
+        validation_data: as `keras.Model.fit` (arrays or a dataset).
+        monitor: the log that picks the best weights.
+        mode: "min" or "max" for `monitor`.
+        max_hours: wall-clock budget of this call; None for no limit.
+        curve_metrics: logs drawn in the learning curve.
+        callbacks: more callbacks.
+        verbose: as `keras.Model.fit`.
+
+    Returns:
+        dict with "history" (this call's `History.history`), "finished" (all
+        epochs done), "stopped_for_time", "best_weights" (path or None).
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite; the back-up and best
+            weights are those of the last good epoch.
+    """
+    run_dir = pathlib.Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model._stopped_on_nan = False
+    # The back-up of `resumable_callbacks`, guarded against NaN epochs and kept
+    # when fit ends (a later call with more epochs continues from it).
+    backup = _FiniteBackup(
+        str(run_dir / "backup"),
+        save_freq="epoch",
+        double_checkpoint=True,
+        delete_checkpoint=False,
+    )
+    best_path = run_dir / BEST_WEIGHTS
+    stop_after = _StopAfter(
+        math.inf if max_hours is None else time.time() + 3600.0 * max_hours
+    )
+    all_callbacks = [
+        _StopOnNaN(),
+        backup,
+        _FollowEpoch(batches),
+        _History(run_dir, curve_metrics),
+        stop_after,
+        *callbacks,
+    ]
+    if validation_data is not None:
+        all_callbacks.insert(
+            2,
+            _BestWeights(
+                str(best_path),
+                monitor=monitor,
+                mode=mode,
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=_best_so_far(run_dir / HISTORY, monitor, mode),
+            ),
+        )
+    history = model.fit(
+        batches,
+        epochs=epochs,
+        validation_data=validation_data,
+        shuffle=False,
+        callbacks=all_callbacks,
+        verbose=verbose,
+    )
+    if model._stopped_on_nan:
+        raise FloatingPointError(
+            f"The training loss became NaN or infinite; training stopped. The last "
+            f"good back-up is in {backup.backup_dir} and the best weights in "
+            f"{best_path}. Lower the learning rate or check the data, then run again."
+        )
+    rows = read_history(run_dir / HISTORY) if (run_dir / HISTORY).exists() else []
+    done = bool(rows) and int(rows[-1]["epoch"]) >= epochs
+    return {
+        "history": history.history,
+        "finished": done,
+        "stopped_for_time": stop_after.stopped_for_time,
+        "best_weights": str(best_path) if best_path.exists() else None,
+    }
+
+
+def _best_so_far(path: pathlib.Path, monitor: str, mode: str) -> float | None:
+    """The best `monitor` of earlier calls, so a restart keeps the better weights."""
+    if not path.exists():
+        return None
+    values = [row[monitor] for row in read_history(path) if monitor in row]
+    if not values:
+        return None
+    return min(values) if mode == "min" else max(values)

@@ -1,0 +1,202 @@
+"""Export stage of the QM9 recipe: test-split metrics, baselines, preset, card.
+
+Called by ``python zoo/qm9/train.py export --preset qm9`` (see train.py): loads the
+run's best weights, predicts the whole ``dimenet`` test split, fits the baselines on
+the training split, measures rotation invariance and the SMILES-geometry error, and
+writes the preset folder zoo/<preset>/ with metrics.json, training_curves.png and
+the model card. Prints the weights' sha256 for keras_sphere/zoo/presets.py.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import time
+
+import numpy as np
+from card import write_card
+from train import BATCH
+from train import PRESETS
+from train import ZOO
+from train import _recipe
+from train import _targets
+from train import build_model
+from train import inputs_of
+from train import labels_of
+from train import load_splits
+
+PAPER_MAE_MEV = {"H": 5.69}  # "Scaling Spherical CNNs", default config (README)
+ROTATION_MOLECULES = 256
+SMILES_MOLECULES = 200
+
+
+def mae_table(predictions, labels, targets) -> dict[str, float]:
+    """MAE per target in the literature's units."""
+    from keras_sphere.models.qm9.qm9_targets import to_report_units
+
+    return {
+        name: float(
+            to_report_units(name, np.mean(np.abs(predictions[name] - labels[name])))
+        )
+        for name in targets
+    }
+
+
+def atom_counts(columns) -> np.ndarray:
+    """float64 (n, 5): atoms of H, C, N, O, F per molecule."""
+    charges = np.asarray(columns["charges"])
+    return np.stack([(charges == z).sum(axis=1) for z in (1, 6, 7, 8, 9)], -1) * 1.0
+
+
+def ridge_predictions(train_counts, train_y, test_counts, alpha=1e-3):
+    """Ridge regression on atom-type counts (with intercept), closed form."""
+    design = np.hstack([train_counts, np.ones((len(train_counts), 1))])
+    test = np.hstack([test_counts, np.ones((len(test_counts), 1))])
+    gram = design.T @ design + alpha * np.eye(design.shape[1])
+    return {
+        name: test @ np.linalg.solve(gram, design.T @ values.astype(np.float64))
+        for name, values in train_y.items()
+    }
+
+
+def rotation_check(model, test_x, targets, seed=0) -> dict[str, float]:
+    """Mean |prediction change| under random rotations (report units)."""
+    from scipy.spatial.transform import Rotation
+
+    from keras_sphere.models.qm9.qm9_targets import to_report_units
+
+    x = {k: v[:ROTATION_MOLECULES] for k, v in test_x.items()}
+    rotations = Rotation.random(len(x["positions"]), random_state=seed).as_matrix()
+    turned = dict(x, positions=np.einsum("nad,ned->nae", x["positions"], rotations))
+    a = model.predict(x, batch_size=BATCH, verbose=0)
+    b = model.predict(turned, batch_size=BATCH, verbose=0)
+    return {
+        name: float(to_report_units(name, np.mean(np.abs(a[name] - b[name]))))
+        for name in targets
+    }
+
+
+def smiles_check(model, test, targets, predictions) -> dict:
+    """Extra error when test geometries come from RDKit (ETKDG + MMFF) not DFT."""
+    from keras_sphere.data import qm9 as qm9_data
+
+    rows, positions, charges = [], [], []
+    for row in range(min(SMILES_MOLECULES, len(test["SMILES"]))):
+        try:
+            p, c = qm9_data.from_smiles(str(test["SMILES"][row]))
+        except ValueError:
+            continue
+        if (c > 0).sum() != (test["charges"][row] > 0).sum():
+            continue  # formula differs from the DFT molecule: not comparable
+        rows.append(row)
+        positions.append(p[0])
+        charges.append(c[0])
+    rows = np.asarray(rows)
+    rdkit = model.predict(
+        (np.stack(positions), np.stack(charges)), batch_size=BATCH, verbose=0
+    )
+    labels = labels_of({k: v[rows] for k, v in test.items()}, targets)
+    dft = {name: predictions[name][rows] for name in targets}
+    return {
+        "molecules": int(len(rows)),
+        "mae_dft_geometry": mae_table(dft, labels, targets),
+        "mae_rdkit_geometry": mae_table(rdkit, labels, targets),
+    }
+
+
+def export(args) -> None:
+    from keras_sphere.training.loop import default_run_dir
+    from keras_sphere.training.loop import read_history
+    from keras_sphere.zoo import save_preset
+
+    preset = args.preset
+    targets = _targets(preset)
+    run_dir = pathlib.Path(args.run_dir or default_run_dir(preset))
+    splits = load_splits()
+    train_y = labels_of(splits["train"], targets)
+    mean = {k: float(np.mean(v)) for k, v in train_y.items()}
+    std = {k: float(np.std(v)) for k, v in train_y.items()}
+    model = build_model(targets, mean, std)
+    model.load_weights(run_dir / "best.weights.h5")
+    test = splits["test"]
+    if args.test_molecules:
+        test = {k: v[: args.test_molecules] for k, v in test.items()}
+    test_x, test_y = inputs_of(test), labels_of(test, targets)
+    started = time.time()
+    predictions = model.predict(test_x, batch_size=BATCH, verbose=1)
+    predict_seconds = time.time() - started
+    ridge = ridge_predictions(atom_counts(splits["train"]), train_y, atom_counts(test))
+    metrics = {
+        "test_molecules": int(len(test_y[targets[0]])),
+        "mae": mae_table(predictions, test_y, targets),
+        "baselines": {
+            "training_mean": mae_table(
+                {k: np.full_like(v, mean[k]) for k, v in test_y.items()},
+                test_y,
+                targets,
+            ),
+            "ridge_on_atom_counts": mae_table(ridge, test_y, targets),
+            "paper": {k: v for k, v in PAPER_MAE_MEV.items() if k in targets},
+        },
+        "rotation_mean_abs_change": rotation_check(model, test_x, targets),
+        "smiles_geometry": smiles_check(model, test, targets, predictions),
+        "predict_seconds_per_molecule": predict_seconds / len(test_y[targets[0]]),
+    }
+    history = read_history(run_dir / "history.csv")
+    compute_path = run_dir / "compute.json"
+    compute = json.loads(compute_path.read_text()) if compute_path.exists() else {}
+    metrics["training"] = {
+        "keras_epochs": int(history[-1]["epoch"]),
+        "steps": int(history[-1]["epoch"]) * _recipe(preset)["steps_per_keras_epoch"],
+        "passes_over_training_split": int(history[-1]["epoch"])
+        * _recipe(preset)["steps_per_keras_epoch"]
+        * BATCH
+        / len(train_y[targets[0]]),
+        "wall_hours": compute.get("wall_seconds", 0) / 3600,
+        "cpu_cores": 2,
+        "machine": compute.get("machine", "CPU"),
+        "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),
+    }
+    directory = ZOO / preset
+    metadata = {
+        "task": "QM9Regressor",
+        "targets": {
+            name: {"unit": _unit(name), "report_unit": _report_unit(name)}
+            for name in targets
+        },
+        "inputs": {
+            "positions": {"shape": [None, 29, 3], "units": "Angstrom"},
+            "charges": {"shape": [None, 29], "units": "nuclear charge, 0 = padding"},
+        },
+        "training_data": {
+            "name": "QM9 (Ramakrishnan et al. 2014, CC0), DFT geometries, "
+            "via the qm9pack wheel",
+            "split": "TFDS qm9/dimenet: 110,000 / 10,000 / 10,831",
+        },
+        "label_mean": mean,
+        "label_std": std,
+        "metrics": {"test_mae": metrics["mae"]},
+        "recipe": _recipe(preset),
+        "headline": f"H MAE {metrics['mae'].get('H', float('nan')):.1f} meV",
+    }
+    sample = {k: v[:4] for k, v in test_x.items()}
+    save_preset(model, directory, "", metadata, sample_input=sample)
+    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    shutil.copy(run_dir / "learning_curve.png", directory / "training_curves.png")
+    write_card(directory, preset, metrics, _recipe(preset), PRESETS[preset])
+    stored = json.loads((directory / "metadata.json").read_text())
+    print(json.dumps(stored["keras_sphere"]["sha256"], indent=2))
+    print(json.dumps(metrics["mae"], indent=2))
+
+
+def _unit(name):
+    from keras_sphere.models.qm9 import TARGETS
+
+    return TARGETS[name]["unit"]
+
+
+def _report_unit(name):
+    from keras_sphere.models.qm9 import TARGETS
+
+    return TARGETS[name]["report_unit"]

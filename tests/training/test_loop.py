@@ -1,8 +1,8 @@
+import keras
 import numpy as np
 import pytest
 
 import keras_sphere  # noqa: F401
-import keras
 from keras_sphere.training import BudgetedBatches
 from keras_sphere.training import ResumableBatches
 from keras_sphere.training import default_run_dir

@@ -32,11 +32,12 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         "Predicts QM9 properties (B3LYP/6-31G(2df,p)) of small organic molecules of "
         "H, C, N, O and F (up to 29 atoms) from their 3D geometry, with the "
         'spin-spherical CNN of "Scaling Spherical CNNs" (Esteves et al., ICML '
-        "2023) at half the paper's widths. Trained and scored on **real QM9 with "
-        "its DFT geometries** and the standard DimeNet split, so the test MAEs are "
-        "comparable with the literature; **it is trained far less than the paper** "
-        f"({training['passes_over_training_split']:.2f} passes over the training "
-        "split against 2000 epochs), and its errors are correspondingly larger.",
+        "2023) at half the paper's widths and resolutions. Trained and scored on "
+        "**real QM9 with its DFT geometries** and the standard DimeNet split, so "
+        "the test MAEs are comparable with the literature; **it is trained far "
+        f"less than the paper** ({training['passes_over_training_split']:.2f} "
+        "passes over the training split against 2000 epochs), and its errors are "
+        "correspondingly larger.",
         "",
         "```python",
         "import keras_sphere",
@@ -69,9 +70,10 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         + ".",
         "",
         "## Architecture",
-        "Per atom: a 32 x 32 spherical signal of its neighbours (10 channels: "
-        "2 powers x 5 atom types) -> spin-spherical conv block (spins 0 -> (0, 1)) "
-        "-> 4 residual blocks with spectral pooling to 16 x 16 and 8 x 8, widths "
+        f"Per atom: a {recipe['resolutions'][0]} x {recipe['resolutions'][0]} "
+        "spherical signal of its neighbours (10 channels: 2 powers x 5 atom types) "
+        "-> spin-spherical conv block (spins 0 -> (0, 1)) -> 4 residual blocks with "
+        f"spectral pooling, resolutions {tuple(recipe['resolutions'])}, widths "
         f"{tuple(recipe['widths'])}, localized filters "
         f"{tuple(recipe['num_filter_params'])} -> invariant readout -> per target a "
         "DeepSets or transformer tail (width "
@@ -129,7 +131,8 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
             f"{t} {v:.3g} {TARGETS[t]['report_unit']}"
             for t, v in metrics["rotation_mean_abs_change"].items()
         )
-        + " (the 32 x 32 sampling of the atom signals is not exactly invariant).",
+        + " (the sampling of the atom signals on the grid is not exactly "
+        "invariant).",
         f"- Geometries from SMILES (RDKit ETKDG + MMFF94) instead of DFT, on "
         f"{smiles['molecules']} test molecules: MAE "
         + ", ".join(

@@ -31,11 +31,14 @@ import keras_sphere  # noqa: F401  (selects the JAX backend)
 HERE = pathlib.Path(__file__).resolve().parent
 ZOO = HERE.parent
 sys.path.insert(0, str(HERE))
-# The preset's architecture: the anchor's blocks at half width (a quarter of the
-# parameters; about 3.5x faster per molecule on 2 CPU cores), tails at width 128.
+# The preset's architecture: the anchor's blocks at half width, on 16 x 16 atom
+# signals (L = 7) pooled to 8 x 8 and 4 x 4, tails at width 128. Measured on the
+# 2-core CPU with other jobs running: one training step of 16 molecules took 10 s
+# with the anchor's resolutions (32, 16, 16, 8, 8) and 1.6 s with these (one tail),
+# so the preset sees about six times more molecules for the same CPU time.
 WIDTHS = (32, 64, 64, 128, 128)
-RESOLUTIONS = (32, 16, 16, 8, 8)
-NUM_FILTER_PARAMS = (8, 8, 8, 4, 4)
+RESOLUTIONS = (16, 8, 8, 4, 4)
+NUM_FILTER_PARAMS = (8, 4, 4, None, None)
 ATOMS_PER_MOLECULE = 20.0  # QM9 averages 18.0 atoms; a batch of 16 overflows rarely
 TAIL_WIDTH = 128
 BATCH = 16

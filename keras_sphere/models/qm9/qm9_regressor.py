@@ -192,6 +192,9 @@ class QM9Regressor(keras_hub.models.Task):
     # do; Keras' own loops also take a PyDataset (the recipes' resumable batches).
     fit = keras.Model.fit
     evaluate = keras.Model.evaluate
+    train_on_batch = keras.Model.train_on_batch
+    test_on_batch = keras.Model.test_on_batch
+    predict_on_batch = keras.Model.predict_on_batch
 
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
         """Properties of molecules, batched so that no batch overflows its slots.

@@ -4,6 +4,7 @@ The modules, from the bottom up; each imports only modules listed before it, at 
 level and inside functions alike (a test checks that no imports form a circle):
 
     quadrature, wigner    quadrature weights; Wigner d and spin-weighted harmonics
+    delta_recursion       Wigner Delta = d(pi/2) one degree at a time (large L)
     grid                  where the samples are
     sht_tables            latitude tables of the SHT: values, layout, disk cache
     sht_kernels           the transform as jitted passes over a plan's tables

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from keras_sphere import _resumable
+from keras_sphere._checks import check_finite
 from keras_sphere.sphere.grid import Grid
 
 __all__ = [
@@ -242,9 +243,15 @@ class CMBSimulator:
         return self.synthesise(coeffs), labels
 
     def synthesise(self, coeffs: np.ndarray) -> np.ndarray:
-        """Maps (B, n, n) float32 from coefficients (B, L + 1, 2 L + 1)."""
+        """Maps (B, n, n) float32 from coefficients (B, L + 1, 2 L + 1).
+
+        Raises:
+            ValueError: if coefficients of some maps are NaN or infinite (the
+                message lists those maps).
+        """
         from keras_sphere.sphere.sht import isht
 
+        check_finite(coeffs, "coeffs")
         return np.asarray(
             isht(np.asarray(coeffs, np.complex64), self.grid, is_real=True)
         )
@@ -279,7 +286,11 @@ def empirical_spectrum(coeffs: np.ndarray) -> np.ndarray:
 
     Returns:
         float64 (..., L + 1).
+
+    Raises:
+        ValueError: if some maps' coefficients are NaN or infinite (listed).
     """
+    check_finite(coeffs, "coeffs", axis=0 if np.ndim(coeffs) > 2 else None)
     ell_max = np.shape(coeffs)[-2] - 1
     power = np.sum(np.abs(np.asarray(coeffs)) ** 2, axis=-1)
     return power / (2 * np.arange(ell_max + 1) + 1)
@@ -295,9 +306,13 @@ def map_skewness(maps: np.ndarray, grid: Grid) -> np.ndarray:
     Returns:
         float64 (B,): E[(T - mean)^3] / E[(T - mean)^2]^(3/2), expectations over the
         sphere with the grid's quadrature weights.
+
+    Raises:
+        ValueError: if some maps hold NaN or infinite values (listed).
     """
     maps = np.asarray(maps, np.float64)
     grid.check_field_shape(maps.shape, "maps")
+    check_finite(maps, "maps")
     weights = np.broadcast_to(grid.weights[:, None], grid.shape) / (4 * np.pi)
     mean = np.einsum("bij,ij->b", maps, weights)
     centred = maps - mean[:, None, None]
@@ -433,12 +448,15 @@ def from_healpix(healpix_map: np.ndarray, ell_max: int, iterations: int = 3):
             "healpix_map must have shape (12 nside^2,) or (C, 12 nside^2). Received "
             f"shape {np.shape(healpix_map)}."
         )
-    bad = ~np.isfinite(values) | (values == healpy.UNSEEN)
-    if bad.any():
-        raise ValueError(
-            f"healpix_map has {int(bad.sum())} NaN, infinite or UNSEEN pixels. "
-            "Inpaint or fill the masked region first: a full-sky map is needed."
-        )
+    # UNSEEN marks masked pixels: as unusable as NaN.
+    values = np.where(values == healpy.UNSEEN, np.nan, values)
+    check_finite(
+        values[0] if single else values,
+        "healpix_map",
+        axis=None if single else 0,
+        hint="NaN, infinite and UNSEEN pixels cannot be analysed: inpaint or fill "
+        "the masked region first, a full-sky map is needed.",
+    )
     nside = healpy.npix2nside(values.shape[-1])
     if not 0 <= ell_max <= 3 * nside - 1:
         raise ValueError(
@@ -464,8 +482,12 @@ def from_healpix_alm(alm: np.ndarray) -> np.ndarray:
 
     Returns:
         complex128 (L + 1, 2 L + 1).
+
+    Raises:
+        ValueError: if `alm` is not healpy's layout or holds NaN or infinity.
     """
     alm = np.asarray(alm)
+    check_finite(alm, "alm", axis=None)
     ell_max = int(round((np.sqrt(8 * alm.size + 1) - 3) / 2))
     if (ell_max + 1) * (ell_max + 2) // 2 != alm.size:
         raise ValueError(

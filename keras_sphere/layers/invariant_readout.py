@@ -10,6 +10,7 @@ from keras_sphere.layers.phase_collapse import check_rank5_spins
 from keras_sphere.layers.phase_collapse import smooth_modulus
 from keras_sphere.layers.spherical_mean import check_example_mask
 from keras_sphere.layers.spherical_mean import spherical_mean
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
@@ -91,6 +92,7 @@ class InvariantReadout(keras.layers.Layer):
         self.input_representation = input_representation
         self.grid = None if grid is None else tuple(int(n) for n in grid)
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         check_rank5_spins(self.name, input_shape, self.spins)

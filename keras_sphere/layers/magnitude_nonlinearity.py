@@ -6,6 +6,7 @@ import keras
 
 from keras_sphere.layers.phase_collapse import check_rank5_spins
 from keras_sphere.layers.phase_collapse import smooth_modulus
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
@@ -59,6 +60,7 @@ class MagnitudeNonlinearity(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         check_rank5_spins(self.name, input_shape, self.spins)

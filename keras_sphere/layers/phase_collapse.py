@@ -12,6 +12,7 @@ import math
 
 import keras
 
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
@@ -164,6 +165,7 @@ class PhaseCollapse(keras.layers.Layer):
             for part in ("real", "imag")
         )
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         check_rank5_spins(self.name, input_shape, self.spins)

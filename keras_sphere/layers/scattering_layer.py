@@ -7,6 +7,7 @@ import math
 import keras
 import numpy as np
 
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.transform_state import TransformState
@@ -215,6 +216,7 @@ class ScatteringLayer(keras.layers.Layer):
         """Inclusive bandlimit at which each path's propagated field is computed."""
         return self.network.path_bandlimits
 
+    @atomic_build
     def build(self, input_shape):
         self._network = self._network_for(input_shape)
         fix_input_shape(self, input_shape)

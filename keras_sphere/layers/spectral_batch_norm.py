@@ -12,6 +12,7 @@ import math
 import keras
 import numpy as np
 
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
@@ -149,6 +150,7 @@ class SpectralBatchNorm(keras.layers.Layer):
 
     # -- weights ---------------------------------------------------------------------
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         ell_max = self._input_bandlimit(input_shape)

@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_sphere.layers.spectral_batch_norm import SQRT_4PI
 from keras_sphere.layers.spectral_batch_norm import SpectralBatchNorm
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.sphere import Grid
 
@@ -107,6 +108,7 @@ class SphericalBatchNorm(SpectralBatchNorm):
         self._input_grid(input_shape)
         return tuple(input_shape)
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         grid = self._input_grid(input_shape)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.sphere import Grid
@@ -99,6 +100,7 @@ class SphericalMean(keras.layers.Layer):
         super().__init__(**kwargs)
         check_jax_backend(type(self).__name__)
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         self._grid = check_spatial_rank(self.name, input_shape)

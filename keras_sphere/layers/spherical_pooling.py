@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.sphere import Grid
@@ -107,6 +108,7 @@ class SphericalPooling(keras.layers.Layer):
             )
         return Grid(n_lat, n_lon)
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         grid = self._check_shape(input_shape)

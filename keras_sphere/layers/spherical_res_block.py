@@ -8,6 +8,7 @@ from keras_sphere.layers.phase_collapse import PhaseCollapse
 from keras_sphere.layers.spectral_batch_norm import SpectralBatchNorm
 from keras_sphere.layers.spin_spherical_conv import SpinSphericalConv
 from keras_sphere.layers.spin_spherical_conv import _pad_spectral
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
@@ -177,6 +178,7 @@ class SphericalResBlock(keras.layers.Layer):
             self.filters,
         )
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         grid_in, ell_in, grid_out, ell_out = self._bandlimits(input_shape)

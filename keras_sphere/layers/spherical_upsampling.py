@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_sphere.layers.phase_collapse import check_rank5_spins
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
@@ -73,6 +74,7 @@ class SphericalUpsampling(keras.layers.Layer):
         ell_out = self.factor * (ell_in + 1) - 1
         return grid_in, ell_in, Grid.for_bandlimit(ell_out), ell_out
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         grid_in, ell_in, grid_out, ell_out = self._grids(input_shape)

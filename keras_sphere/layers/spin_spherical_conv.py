@@ -7,6 +7,8 @@ import math
 import keras
 import numpy as np
 
+from keras_sphere.layers.lazy_variables import add_lazy_weight
+from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
@@ -210,6 +212,7 @@ class SpinSphericalConv(keras.layers.Layer):
 
     # -- weights -----------------------------------------------------------------------
 
+    @atomic_build
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         ell_in, grid_in = self._input_bandlimit(input_shape)
@@ -238,11 +241,20 @@ class SpinSphericalConv(keras.layers.Layer):
             initializer = keras.initializers.RandomNormal(stddev=stddev)
         else:
             initializer = keras.initializers.get(initializer)
-        self.kernel_real = self.add_weight(
-            shape=shape, initializer=initializer, name="kernel_real", autocast=False
+        # Drawn at first use: a loaded preset overwrites them without drawing.
+        self.kernel_real = add_lazy_weight(
+            self,
+            shape=shape,
+            initializer=initializer,
+            name="kernel_real",
+            autocast=False,
         )
-        self.kernel_imag = self.add_weight(
-            shape=shape, initializer=initializer, name="kernel_imag", autocast=False
+        self.kernel_imag = add_lazy_weight(
+            self,
+            shape=shape,
+            initializer=initializer,
+            name="kernel_imag",
+            autocast=False,
         )
         if self.use_bias:
             if 0 not in self.spins_out:

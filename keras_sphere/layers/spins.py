@@ -1,11 +1,14 @@
-"""Spin tuples, validity masks and input checks shared by the layers."""
+"""Spin tuples, validity masks, input checks and the atomic build of the layers."""
 
 from __future__ import annotations
+
+import functools
 
 import keras
 import numpy as np
 
 __all__ = [
+    "atomic_build",
     "check_jax_backend",
     "normalize_spins",
     "read_float32",
@@ -77,6 +80,54 @@ def fix_input_shape(layer, input_shape) -> None:
     shape=(None, n_lat, n_lon, S, C), found shape=...".
     """
     layer.input_spec = keras.InputSpec(shape=(None, *tuple(input_shape)[1:]))
+
+
+def atomic_build(build):
+    """Decorate a layer's ``build`` so that a build that raises leaves no trace.
+
+    A build creates state step by step: the input spec (`fix_input_shape`), weights,
+    transform tables, sub-layers built in turn. If a later step raises (a shape the
+    layer cannot take, a table too large for memory, an interrupt), the layer and
+    its sub-layers are put back as they were: no input spec pinned to the rejected
+    shape, no half set of weights that a second build would duplicate. The next
+    call builds afresh.
+    """
+
+    @functools.wraps(build)
+    def build_or_undo(layer, *args, **kwargs):
+        saved = [_build_state(sublayer) for sublayer in layer._flatten_layers()]
+        try:
+            build(layer, *args, **kwargs)
+        except BaseException:
+            for state in saved:
+                _restore_build_state(*state)
+            raise
+
+    return build_or_undo
+
+
+def _build_state(layer):
+    """What a build may change on `layer` (Keras' tracker stores and flags)."""
+    tracker = layer._tracker
+    stores = {
+        name: (list(values), set(tracker.stored_ids[name]))
+        for name, (_, values) in tracker.config.items()
+    }
+    flags = {
+        name: getattr(layer, name, None)
+        for name in ("built", "input_spec", "_build_shapes_dict")
+    }
+    return layer, stores, tracker.locked, flags
+
+
+def _restore_build_state(layer, stores, locked, flags) -> None:
+    tracker = layer._tracker
+    for name, (values, ids) in stores.items():
+        tracker.config[name][1][:] = values  # in place: the layer holds these lists
+        tracker.stored_ids[name] = ids
+    tracker.locked = locked
+    for name, value in flags.items():
+        setattr(layer, name, value)
 
 
 def read_float32(variable):

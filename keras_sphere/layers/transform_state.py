@@ -15,6 +15,20 @@ generator list), so the tables enter jitted steps as arguments, follow
 ``keras.distribution`` layouts, and stay out of ``.keras`` files, ``save_weights`` and
 parameter counts.
 
+Tables are made when first needed, and once per process. ``build`` only declares
+them (shapes from `abstract_plan`, no values): building or loading a model costs
+no table memory and no table time, and a model whose transforms never run (a
+scattering front end replaced by cached features) never makes them. The first
+eager call, ``fit``, ``predict`` or ``evaluate`` reads the variables and fills them
+(`plan_arrays`: built, or read from the disk cache, with a progress bar where that
+takes long). Layers that need the same tables (same grid, bandlimit and spin, under
+the same distribution) share the same variables, so a model holds each table once,
+however many layers use it, and so do several models in one process. Keras donates
+its state to compiled steps (the input buffers are reused for the outputs and the
+inputs deleted), so these variables are the only device copy: they are filled from
+host arrays, never from the device arrays of `sht_plan`'s cache, which a donation
+would delete.
+
 Two ways to transform: the FFT + Legendre `SHTPlan` (any size), or for small grids
 and bandlimits one dense complex matrix product per spin (``sphere/dense.py``), which
 is 2-8x faster inside CNNs (hundreds of thousands of small maps per layer, channels
@@ -24,15 +38,19 @@ last). ``method="auto"`` picks dense up to ``DENSE_MAX_SIZE``.
 from __future__ import annotations
 
 import math
+import weakref
 
 import jax
 import keras
 import numpy as np
 
+from keras_sphere.layers.lazy_variables import LazyVariable
 from keras_sphere.sphere import Grid
 from keras_sphere.sphere import SHTPlan
-from keras_sphere.sphere import sht_plan
 from keras_sphere.sphere.dense import sht_matrices
+from keras_sphere.sphere.sht_plan import abstract_plan
+from keras_sphere.sphere.sht_plan import plan_arrays
+from keras_sphere.sphere.sht_plan import to_device
 
 __all__ = [
     "CHUNKED_PLATFORMS",
@@ -67,31 +85,149 @@ CHUNKED_PLATFORMS = ("cpu",)
 _METHODS = ("auto", "plan", "dense")
 
 
-class _TableHolder:
-    """Looks like a SeedGenerator to Keras: one non-trainable `state` variable."""
+class _Table(LazyVariable):
+    """A transform table: a non-trainable, unsaved `LazyVariable`.
 
-    def __init__(self, value: np.ndarray, name: str):
-        # A callable initializer lets Keras defer creation inside stateless scopes
-        # (the automatic build of subclassed models) instead of failing there.
-        self.state = keras.Variable(
-            initializer=lambda shape, dtype: value,
-            shape=value.shape,
-            dtype=str(value.dtype),
+    Its first read fills every table of its `_SharedTables`.
+    """
+
+    def __init__(self, tables: _SharedTables, shape, dtype, name: str):
+        self._tables = tables
+        super().__init__(
+            initializer="zeros",
+            shape=shape,
+            dtype=dtype,
             trainable=False,
             autocast=False,
             name=name,
         )
 
+    def make_value(self) -> None:
+        self._tables.fill()
+
+
+class _TableHolder:
+    """Looks like a SeedGenerator to Keras: one non-trainable `state` variable."""
+
+    def __init__(self, state: _Table):
+        self.state = state
+
+
+class _SharedTables:
+    """The tables of one plan or one set of dense matrices, shared by every layer.
+
+    Args:
+        key: what the tables are: ("plan", grid, ell_max, spin) or ("dense", grid,
+            ell_max, spins).
+        names: a variable name per table.
+        structure: a `jax.ShapeDtypeStruct` per table, in the order of `arrays`.
+        arrays: a function returning an iterator over the host arrays, in order.
+        treedef: for plans, how the tables make an `SHTPlan`.
+    """
+
+    def __init__(self, key, names, structure, arrays, treedef=None):
+        self.key = key
+        self.treedef = treedef
+        self.distribution = keras.distribution.distribution()  # lays out the tables
+        self._arrays = arrays
+        self.holders = [
+            _TableHolder(_Table(self, leaf.shape, leaf.dtype, name))
+            for name, leaf in zip(names, structure, strict=True)
+        ]
+
+    @property
+    def values(self) -> list:
+        return [holder.state.value for holder in self.holders]
+
+    def fill(self) -> None:
+        """Make every table that has no value, one host array at a time."""
+        # strict: the iterator runs to its end, which finishes a disk-cache write.
+        for holder, array in zip(self.holders, self._arrays(), strict=True):
+            table = holder.state
+            if not table.has_value:
+                table._direct_assign(to_device(array))
+            del array
+
+
+# Tables in use, by what they are and the distribution they were declared under
+# (its layout places them on devices). Weak: tables live as long as a layer holds
+# them.
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _shared(key: tuple, make) -> _SharedTables:
+    """The `_SharedTables` for `key` under the current distribution, made if needed."""
+    distribution = keras.distribution.distribution()
+    full_key = (*key, id(distribution))
+    found = _SHARED.get(full_key)
+    if found is None or found.distribution is not distribution:  # ids are reused
+        found = make()
+        _SHARED[full_key] = found
+    return found
+
+
+def _plan_tables(grid: Grid, ell_max: int, spin: int) -> _SharedTables:
+    def make():
+        leaves, treedef = jax.tree_util.tree_flatten(
+            abstract_plan(grid, ell_max, spin, "float32")
+        )
+        prefix = f"sht_table_{grid.n_lat}x{grid.n_lon}_L{ell_max}_spin{spin}"
+        return _SharedTables(
+            ("plan", grid, ell_max, spin),
+            [f"{prefix}_{i}" for i in range(len(leaves))],
+            leaves,
+            lambda: plan_arrays(grid, ell_max, spin, "float32"),
+            treedef,
+        )
+
+    return _shared(("plan", grid, ell_max, spin), make)
+
+
+_DENSE_KEYS = ("forward_real", "forward_imag", "inverse_real", "inverse_imag")
+
+
+def _dense_tables(grid: Grid, ell_max: int, spins: tuple[int, ...]) -> _SharedTables:
+    """Per-spin dense matrices as four float32 tables (real / imaginary parts)."""
+
+    def arrays():
+        matrices = [sht_matrices(grid, ell_max, s) for s in spins]
+        forward = np.stack([f for f, _ in matrices])  # [s, p, q]
+        inverse = np.stack([g for _, g in matrices])  # [s, q, p]
+        del matrices
+        for value in (forward.real, forward.imag, inverse.real, inverse.imag):
+            yield value.astype(np.float32)
+
+    def make():
+        packed, samples = (ell_max + 1) ** 2, grid.n_lat * grid.n_lon
+        forward, inverse = (len(spins), packed, samples), (len(spins), samples, packed)
+        shapes = [forward, forward, inverse, inverse]
+        spin_names = "_".join(f"m{-s}" if s < 0 else str(s) for s in spins)
+        prefix = (
+            f"dense_sht_table_{grid.n_lat}x{grid.n_lon}_L{ell_max}_spins{spin_names}"
+        )
+        return _SharedTables(
+            ("dense", grid, ell_max, spins),
+            [f"{prefix}_{key}" for key in _DENSE_KEYS],
+            [jax.ShapeDtypeStruct(shape, np.float32) for shape in shapes],
+            arrays,
+        )
+
+    return _shared(("dense", grid, ell_max, spins), make)
+
 
 class TransformState:
     """The SHT tables one layer needs, registered as non-saved layer state.
+
+    Tables are declared here and made at their first use, shared with every other
+    layer that needs the same ones (see the module docstring).
 
     Args:
         layer: the owning Keras layer (call from its ``build``).
         grid: the spatial `Grid`.
         ell_max: inclusive maximum degree of the spectral side.
         spins: spin weights needed.
-        name: prefix for the variable names.
+        name: what the tables are for in `layer` (e.g. "forward"); shared tables
+            are named after what they hold instead.
         method: "plan" (FFT + Legendre tables, any size; `plan` needs it), "dense"
             (matrices, for small sizes) or "auto" (dense up to `DENSE_MAX_SIZE`).
     """
@@ -104,51 +240,39 @@ class TransformState:
         self.grid = grid
         self.ell_max = int(ell_max)
         self.spins = tuple(int(s) for s in spins)
+        self.name = name
         if method == "auto":
             size = grid.n_lat * grid.n_lon * (self.ell_max + 1) ** 2
             method = "dense" if size <= DENSE_MAX_SIZE else "plan"
         self.method = method
-        self._treedefs = {}
-        self._holders = {}
-        if method == "dense":
-            self._build_dense(layer, name)
-            return
-        for spin in sorted(set(self.spins)):
-            plan = sht_plan(grid, self.ell_max, spin, "float32")
-            leaves, treedef = jax.tree_util.tree_flatten(plan)
-            holders = [
-                _TableHolder(np.asarray(leaf), f"{name}_spin{spin}_table{i}")
-                for i, leaf in enumerate(leaves)
-            ]
-            layer._seed_generators.extend(holders)
-            self._treedefs[spin] = treedef
-            self._holders[spin] = holders
-
-    def _build_dense(self, layer, name: str) -> None:
-        """Per-spin dense matrices as four float32 tables (real / imaginary parts)."""
         self._spin_order = sorted(set(self.spins))
-        matrices = [sht_matrices(self.grid, self.ell_max, s) for s in self._spin_order]
-        forward = np.stack([f for f, _ in matrices])  # [s, p, q]
-        inverse = np.stack([g for _, g in matrices])  # [s, q, p]
-        tables = {
-            "forward_real": forward.real,
-            "forward_imag": forward.imag,
-            "inverse_real": inverse.real,
-            "inverse_imag": inverse.imag,
-        }
-        for key, value in tables.items():
-            holder = _TableHolder(value.astype(np.float32), f"{name}_dense_table_{key}")
-            layer._seed_generators.append(holder)
-            self._holders[key] = holder
+        if method == "dense":
+            self._dense = _dense_tables(grid, self.ell_max, tuple(self._spin_order))
+            shared = [self._dense]
+        else:
+            self._plans = {
+                spin: _plan_tables(grid, self.ell_max, spin)
+                for spin in self._spin_order
+            }
+            shared = list(self._plans.values())
+        # Each variable once per layer: Keras lists a layer's seed-generator state
+        # without removing repeats (a model's list has none).
+        present = {id(holder) for holder in layer._seed_generators}
+        for tables in shared:
+            for holder in tables.holders:
+                if id(holder) not in present:
+                    layer._seed_generators.append(holder)
+                    present.add(id(holder))
 
     def _dense_tables(self, direction: str, spins):
         """(real, imag) float32 tables of `direction`, one slice per entry of spins."""
         import jax.numpy as jnp
 
         order = [self._spin_order.index(int(s)) for s in spins]
+        values = dict(zip(_DENSE_KEYS, self._dense.values, strict=True))
         parts = []
         for part in ("real", "imag"):
-            table = self._holders[f"{direction}_{part}"].state.value
+            table = values[f"{direction}_{part}"]
             if order != list(range(table.shape[0])):
                 table = jnp.take(table, jnp.asarray(order), axis=0)
             parts.append(table)
@@ -161,8 +285,8 @@ class TransformState:
                 "This TransformState holds dense matrices; build it with "
                 'method="plan" to get SHTPlans.'
             )
-        leaves = [holder.state.value for holder in self._holders[spin]]
-        return jax.tree_util.tree_unflatten(self._treedefs[spin], leaves)
+        tables = self._plans[spin]
+        return jax.tree_util.tree_unflatten(tables.treedef, tables.values)
 
     def to_spectral(self, field, spins, packed: bool = False):
         """Forward SHT of every spin slice.

@@ -1,10 +1,17 @@
 """Reference models as keras-hub `Backbone` and `Task` subclasses.
 
 Importing this package imports keras-hub (and with it TensorFlow), which
-`keras_sphere`, `keras_sphere.sphere` and `keras_sphere.layers` never do.
+`keras_sphere`, `keras_sphere.sphere` and `keras_sphere.layers` never do; TensorFlow is
+imported without its start-up logs (`_backend.import_tensorflow_quietly`).
 """
 
-from keras_sphere.models.cmb import CMBBackbone
-from keras_sphere.models.cmb import CMBClassifier
+from keras_sphere._backend import import_tensorflow_quietly
 
-__all__ = ["CMBBackbone", "CMBClassifier"]
+import_tensorflow_quietly()
+
+from keras_sphere.models.cmb import CMBBackbone  # noqa: E402
+from keras_sphere.models.cmb import CMBClassifier  # noqa: E402
+from keras_sphere.models.qm9 import QM9Backbone  # noqa: E402
+from keras_sphere.models.qm9 import QM9Regressor  # noqa: E402
+
+__all__ = ["CMBBackbone", "CMBClassifier", "QM9Backbone", "QM9Regressor"]

@@ -17,12 +17,14 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_sphere._checks import check_finite
 from keras_sphere.layers import InvariantReadout
 from keras_sphere.layers import MagnitudeNonlinearity
 from keras_sphere.layers import ScatteringLayer
 from keras_sphere.layers import SphericalBatchNorm
 from keras_sphere.layers import SphericalPooling
 from keras_sphere.layers import SpinSphericalConv
+from keras_sphere.models._trainer_state import restore_variables_on_error
 
 __all__ = ["CMBBackbone", "CMBClassifier", "feature_classifier", "transfer_weights"]
 
@@ -248,6 +250,10 @@ class CMBClassifier(keras_hub.models.Task):
     activation). Output (batch, 2): probabilities of `classes` with the default
     softmax (logits with ``activation=None``).
 
+    `predict`, `evaluate` and `fit` refuse maps given as arrays that hold NaN or
+    infinite values (the error names the maps), and a call that fails (a batch of
+    the wrong grid, for instance) leaves the model's weights in place.
+
     Args:
         backbone: a `CMBBackbone`.
         hidden_units: width of the hidden dense layer.
@@ -300,6 +306,33 @@ class CMBClassifier(keras_hub.models.Task):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def predict(self, x=None, batch_size=None, **kwargs):
+        """Class probabilities (batch, 2) of maps (batch, n, n) in uK.
+
+        As `keras.Model.predict` (``verbose``, ``steps``, ``callbacks`` pass
+        through), after checking that maps given as arrays are finite; datasets
+        and generators are not read ahead to check them.
+
+        Raises:
+            ValueError: if a map holds NaN or infinite values; the message lists
+                the indices of the offending maps.
+        """
+        _check_maps(x)
+        with restore_variables_on_error(self):
+            return super().predict(x, batch_size=batch_size, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        """As `keras.Model.evaluate`, with the checks of `predict`."""
+        _check_maps(x)
+        with restore_variables_on_error(self):
+            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        """As `keras.Model.fit`, with the checks of `predict` on `x`."""
+        _check_maps(x)
+        with restore_variables_on_error(self, build_optimizer=True):
+            return super().fit(x, y, batch_size=batch_size, **kwargs)
+
     def feature_model(self) -> keras.Model:
         """The classifier on cached scattering features (see `CMBBackbone`)."""
         features = self.backbone.feature_model()
@@ -318,3 +351,11 @@ class CMBClassifier(keras_hub.models.Task):
             }
         )
         return config
+
+
+def _check_maps(x) -> None:
+    """Refuse maps given as an array (or a dict of arrays) with non-finite values."""
+    arrays = x.items() if isinstance(x, dict) else [("maps", x)]
+    for name, value in arrays:
+        if all(hasattr(value, attribute) for attribute in ("shape", "__array__")):
+            check_finite(value, name)  # NumPy, JAX and TensorFlow arrays

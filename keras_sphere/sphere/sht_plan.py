@@ -4,7 +4,9 @@ An `SHTPlan` holds, for one (grid, ell_max, spin, dtype), the latitude tables of
 ``sht_tables.py`` as device arrays, with the row weights and gather indices of their
 layout, and runs the transform with them (``sht_kernels.py``): ``plan.forward(field)``,
 ``plan.inverse(coeffs)``. `sht_plan` makes plans and caches them in memory
-(``caches.py`` clears that cache).
+(``caches.py`` clears that cache). For holders of their own device copy (the Keras
+layers), `abstract_plan` gives a plan's structure (shapes and dtypes, nothing built)
+and `plan_arrays` its arrays on the host, one at a time, without caching them.
 
 A plan is a JAX pytree whose leaves are the tables, so a jitted function that takes the
 plan as an argument receives them as inputs: they are never compiled in as constants,
@@ -16,21 +18,29 @@ them at run time instead (`runtime_inputs`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from keras_sphere.sphere.grid import Grid
 from keras_sphere.sphere.sht_kernels import _forward_jit
 from keras_sphere.sphere.sht_kernels import _inverse_jit
-from keras_sphere.sphere.sht_tables import _cached_tables
 from keras_sphere.sphere.sht_tables import _forward_gather_index
 from keras_sphere.sphere.sht_tables import _inverse_gather_index
 from keras_sphere.sphere.sht_tables import _Layout
 from keras_sphere.sphere.sht_tables import _layout
+from keras_sphere.sphere.sht_tables import _table_shapes
+from keras_sphere.sphere.sht_tables import iter_tables
 
-__all__ = ["SHTPlan", "runtime_inputs", "sht_plan"]
+__all__ = [
+    "SHTPlan",
+    "abstract_plan",
+    "plan_arrays",
+    "runtime_inputs",
+    "sht_plan",
+    "to_device",
+]
 
 
 @jax.tree_util.register_pytree_node_class
@@ -120,11 +130,59 @@ def sht_plan(
 
     Returns:
         An `SHTPlan`. Building tables costs O(ell_max^2 n_lat) in float64; plans are
-        cached (see `clear_cache`).
+        cached (see `clear_cache`). Memory: about (ell_max + 1)^2 n_lat / 4 values of
+        `dtype` for spin 0, twice that for other spins (2.1 GB for a 2048 x 2048 grid
+        at L = 1023 in float32), twice again on latitude-limited grids.
 
     Raises:
         ValueError: if ell_max exceeds the grid's limit or |spin| > ell_max.
     """
+    return _plan(*_checked(grid, ell_max, spin, dtype))
+
+
+def abstract_plan(
+    grid: Grid, ell_max: int | None = None, spin: int = 0, dtype: str = "float32"
+) -> SHTPlan:
+    """The structure of a plan: its leaves are `jax.ShapeDtypeStruct`, nothing built.
+
+    Same arguments and errors as `sht_plan`. With `plan_arrays` it lets a holder of
+    its own copy of the tables (a Keras layer's state) declare them first and fill
+    them later: ``jax.tree_util.tree_unflatten(treedef, arrays)``, with the treedef
+    of this plan, gives a working plan.
+    """
+    grid, ell_max, spin, dtype = _checked(grid, ell_max, spin, dtype)
+    layout = _layout(grid.n_lat, ell_max, spin)
+    tables = tuple(
+        jax.ShapeDtypeStruct(shape, dtype) for shape in _table_shapes(layout)
+    )
+    n_stored = sum(w * k for w, k, _ in _table_shapes(layout))
+    arrays = (
+        tables,
+        tables if _has_exact_analysis(grid, ell_max) else (),
+        jax.ShapeDtypeStruct((grid.n_lat,), dtype),
+        jax.ShapeDtypeStruct((ell_max + 1, ell_max + 1), np.int32),
+        jax.ShapeDtypeStruct((n_stored,), np.int32),
+    )
+    return SHTPlan(grid, ell_max, spin, dtype, arrays)
+
+
+def plan_arrays(
+    grid: Grid, ell_max: int | None = None, spin: int = 0, dtype: str = "float32"
+) -> Iterator[np.ndarray]:
+    """The arrays of a plan on the host, one at a time, in the order of its leaves.
+
+    Same arguments and errors as `sht_plan`. Nothing is cached in memory: large
+    tables come from (or go to) the disk cache, and only the array being handed out
+    is held, so a caller that moves each to the device before asking for the next
+    needs the tables once, not twice.
+
+    Yields:
+        NumPy arrays with the shapes and dtypes of the leaves of `abstract_plan`.
+    """
+    yield from _host_arrays(*_checked(grid, ell_max, spin, dtype))
+
+
+def _checked(grid, ell_max, spin, dtype) -> tuple[Grid, int, int, str]:
     if not isinstance(grid, Grid):
         raise TypeError(f"grid must be a keras_sphere.sphere.Grid. Received: {grid!r}")
     ell_max = grid.max_bandlimit if ell_max is None else int(ell_max)
@@ -140,16 +198,24 @@ def sht_plan(
         raise ValueError(
             f"dtype must be 'float32' or 'float64'. Received: dtype={dtype}"
         )
-    return _plan(grid, ell_max, spin, dtype)
+    return grid, ell_max, spin, dtype
 
 
-@functools.lru_cache(maxsize=32)
-def _plan(grid: Grid, ell_max: int, spin: int, dtype: str) -> SHTPlan:
+def _has_exact_analysis(grid: Grid, ell_max: int) -> bool:
+    return 2 * ell_max + 1 > grid.n_lat
 
+
+def _host_arrays(grid: Grid, ell_max: int, spin: int, dtype: str):
+    """The plan's arrays in the order of its flattened leaves.
+
+    Synthesis tables, exact analysis tables (latitude-limited grids only), row
+    weights, forward gather index, inverse gather index.
+    """
     layout = _layout(grid.n_lat, ell_max, spin)
-    exact = 2 * ell_max + 1 > grid.n_lat
-    synthesis = _cached_tables(layout, False, np.dtype(dtype))
-    analysis = _cached_tables(layout, True, np.dtype(dtype)) if exact else []
+    exact = _has_exact_analysis(grid, ell_max)
+    yield from iter_tables(layout, False, dtype)
+    if exact:
+        yield from iter_tables(layout, True, dtype)
     if exact:
         row_weights = np.full(grid.n_lat, 2 * np.pi / grid.n_lon)
     else:
@@ -157,20 +223,27 @@ def _plan(grid: Grid, ell_max: int, spin: int, dtype: str) -> SHTPlan:
     if layout.uses_parity and grid.n_lat % 2 == 1:
         # The equator row is its own mirror: count it once in the north + south sum.
         row_weights[grid.n_lat // 2] *= 0.5
-    with jax.ensure_compile_time_eval():  # concrete arrays even inside a trace
-        arrays = _device_arrays(synthesis, analysis, row_weights, layout, dtype)
-    return SHTPlan(grid, ell_max, spin, dtype, arrays)
+    yield row_weights.astype(dtype)
+    yield _forward_gather_index(layout).astype(np.int32)
+    yield _inverse_gather_index(layout).astype(np.int32)
 
 
-def _device_arrays(synthesis, analysis, row_weights, layout, dtype):
-    int_dtype = jnp.int32
-    return (
-        tuple(jnp.asarray(t) for t in synthesis),
-        tuple(jnp.asarray(t) for t in analysis),
-        jnp.asarray(row_weights.astype(dtype)),
-        jnp.asarray(_forward_gather_index(layout), int_dtype),
-        jnp.asarray(_inverse_gather_index(layout), int_dtype),
-    )
+def to_device(array: np.ndarray) -> jax.Array:
+    """Copy one host array to the default device and wait for the copy.
+
+    `jax.device_put` compiles nothing (``jnp.asarray`` compiled a conversion per
+    shape, 0.1 s each) and, since the copy is awaited, the host array can be freed
+    before the next one is made. Concrete even inside a trace.
+    """
+    with jax.ensure_compile_time_eval():
+        return jax.block_until_ready(jax.device_put(array))
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(grid: Grid, ell_max: int, spin: int, dtype: str) -> SHTPlan:
+    treedef = jax.tree_util.tree_structure(abstract_plan(grid, ell_max, spin, dtype))
+    leaves = [to_device(a) for a in _host_arrays(grid, ell_max, spin, dtype)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def runtime_inputs(tree):

@@ -28,10 +28,15 @@ Interpolation and quadrature are both linear, so they fold into one table
 P^s[ell, m, j] of the same size as Y^s and the transform costs the same as on any other
 grid.
 
-Tables are built here in float64 on the host and cast to the compute dtype; large ones
+Tables are built here in float64 on the host, one block of orders at a time, and cast
+to the compute dtype block by block, so a build needs the float32 tables plus one
+float64 block (not the whole float64 set). `iter_tables` hands them out one at a time,
+so that a caller can move each to the device and drop it before the next. Large ones
 are cached on disk (``$KERAS_SPHERE_CACHE``, default ``~/.cache/keras_sphere``; set it
-to ``off`` to disable). Putting them on the device, and caching them in memory per
-(grid, ell_max, spin, dtype), is the plan's job (``sht_plan.py``).
+to ``off`` to disable; 2.5 GB for the tables of a 2048 x 2048 grid at L = 1023), and
+builds or reads that take long show a progress bar on stderr. Putting tables on the
+device, and caching them in memory per (grid, ell_max, spin, dtype), is the plan's job
+(``sht_plan.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,11 @@ import functools
 import hashlib
 import os
 import pathlib
+import sys
 import threading
+import time
+import zipfile
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -53,6 +62,10 @@ _TABLE_FORMAT_VERSION = 1
 _M_CHUNK = 16
 # Tables at least this large (bytes, float64) are cached on disk.
 _DISK_CACHE_MIN_BYTES = 32 * 2**20
+# Builds and disk reads of tables at least this large (bytes, float64) show progress:
+# from about L = 400 on the square grid (L = 511: ~6 s to build, L = 1023: ~35 s on 2
+# cores; L = 255: under a second).
+_PROGRESS_MIN_BYTES = 256 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,9 +217,27 @@ def _harmonic_rows(
     return out
 
 
-def _build_tables(layout: _Layout, exact: bool) -> list[np.ndarray]:
-    """float64 tables, one per (block, group), each shape (width, n_k, n_rows)."""
-    tables = []
+def _table_shapes(layout: _Layout) -> list[tuple[int, int, int]]:
+    """Shape (width, n_k, n_rows) of each table, one per (block, group), in order."""
+    return [
+        (m1 - m0, k, layout.n_rows)
+        for (m0, m1), n_k in zip(layout.blocks, layout.n_k, strict=True)
+        for k in n_k
+    ]
+
+
+def _float64_bytes(layout: _Layout) -> int:
+    return 8 * sum(w * k * rows for w, k, rows in _table_shapes(layout))
+
+
+def _build_tables(
+    layout: _Layout, exact: bool, dtype=np.float64
+) -> Iterator[np.ndarray]:
+    """The tables in `dtype`, one per (block, group), each (width, n_k, n_rows).
+
+    Computed in float64 block by block and cast as each block is done: the float64
+    scratch is one block, not the whole set.
+    """
     for (m0, m1), n_k in zip(layout.blocks, layout.n_k, strict=True):
         block = [np.zeros((m1 - m0, k, layout.n_rows)) for k in n_k]
         for c0 in range(m0, m1, _M_CHUNK):
@@ -219,8 +250,46 @@ def _build_tables(layout: _Layout, exact: bool) -> list[np.ndarray]:
                     ells = m + offset + step * np.arange(table.shape[1])
                     keep = ells <= layout.ell_max
                     table[m - m0, keep] = values[ells[keep], i]
-        tables.extend(block)
-    return tables
+        for table in block:
+            yield table.astype(dtype, copy=False)
+
+
+class _Progress:
+    """A one-line progress bar on stderr (start and end lines when not a terminal)."""
+
+    def __init__(self, label: str, total: int, enabled: bool):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.start = time.perf_counter()
+        self.interactive = enabled and _isatty(sys.stderr)
+        if enabled and not self.interactive:
+            print(f"{label} ...", file=sys.stderr, flush=True)
+
+    def update(self, done: int) -> None:
+        if self.interactive:
+            print(f"\r{self._line(done)}", end="", file=sys.stderr, flush=True)
+
+    def close(self, note: str = "") -> None:
+        if not self.enabled:
+            return
+        if self.interactive:
+            print(f"\r{self._line(self.total)}{note}", file=sys.stderr, flush=True)
+        else:
+            elapsed = time.perf_counter() - self.start
+            print(f"{self.label}: {elapsed:.0f} s{note}", file=sys.stderr, flush=True)
+
+    def _line(self, done: int) -> str:
+        width = 30
+        filled = width * done // max(self.total, 1)
+        bar = "=" * filled + "." * (width - filled)
+        elapsed = time.perf_counter() - self.start
+        return f"{self.label} [{bar}] {done}/{self.total} {elapsed:.0f} s"
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _cache_dir() -> pathlib.Path | None:
@@ -232,32 +301,126 @@ def _cache_dir() -> pathlib.Path | None:
     return pathlib.Path.home() / ".cache" / "keras_sphere"
 
 
-def _cached_tables(layout: _Layout, exact: bool, dtype: np.dtype) -> list[np.ndarray]:
-    """Tables in `dtype`, from the disk cache when they are large enough for it."""
-    n_bytes = 8 * sum(
-        (m1 - m0) * sum(n_k) * layout.n_rows
-        for (m0, m1), n_k in zip(layout.blocks, layout.n_k, strict=True)
+def _cache_path(layout: _Layout, exact: bool, dtype) -> pathlib.Path | None:
+    """Where tables this large are cached on disk, or None (small, or cache off)."""
+    directory = (
+        _cache_dir() if _float64_bytes(layout) >= _DISK_CACHE_MIN_BYTES else None
     )
-    directory = _cache_dir() if n_bytes >= _DISK_CACHE_MIN_BYTES else None
-    path = None
-    if directory is not None:
-        key = repr((_TABLE_FORMAT_VERSION, layout, exact, np.dtype(dtype).str))
-        digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-        path = directory / f"sht_tables_{digest}.npz"
-        if path.exists():
-            try:
-                with np.load(path) as stored:
-                    return [stored[f"t{i}"] for i in range(len(stored.files))]
-            except (OSError, ValueError, KeyError):
-                pass  # corrupted cache entry: rebuild and overwrite it
-    tables = [t.astype(dtype) for t in _build_tables(layout, exact)]
-    if path is not None:
+    if directory is None:
+        return None
+    key = repr((_TABLE_FORMAT_VERSION, layout, exact, np.dtype(dtype).str))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return directory / f"sht_tables_{digest}.npz"
+
+
+def iter_tables(layout: _Layout, exact: bool, dtype) -> Iterator[np.ndarray]:
+    """The tables of `layout` in `dtype`, one at a time, in the plan's order.
+
+    Read from the disk cache when they are large enough for it, else built (and then
+    written to the cache, table by table). Holding only the current table lets a
+    caller move each to the device before the next one exists.
+
+    Args:
+        layout: the `_Layout` of the plan.
+        exact: the exact analysis tables (latitude-limited grids) instead of the
+            synthesis tables.
+        dtype: NumPy dtype of the tables (float32 or float64).
+
+    Yields:
+        `dtype` arrays of the shapes `_table_shapes(layout)`.
+    """
+    dtype = np.dtype(dtype)
+    count = len(_table_shapes(layout))
+    path = _cache_path(layout, exact, dtype)
+    size = _float64_bytes(layout) * dtype.itemsize // 8
+    kind = "exact analysis" if exact else "SHT"
+    label = (
+        f"{kind} tables for {layout.n_lat} rows, L = {layout.ell_max}, spin "
+        f"{layout.spin} ({size / 2**20:,.0f} MB)"
+    )
+    enabled = _float64_bytes(layout) >= _PROGRESS_MIN_BYTES
+    done = 0
+    if path is not None and path.exists():
+        progress = _Progress(f"Reading {label}", count, enabled)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            with open(partial, "wb") as handle:
-                np.savez(handle, **{f"t{i}": t for i, t in enumerate(tables)})
-            os.replace(partial, path)
+            with np.load(path) as stored:
+                if len(stored.files) != count:
+                    raise ValueError(f"{path} holds {len(stored.files)} tables")
+                for index in range(count):
+                    table = stored[f"t{index}"]
+                    progress.update(index + 1)
+                    yield table
+                    done += 1
+            progress.close()
+            return
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            progress.close(" (unreadable: rebuilding)")  # rebuild and overwrite it
+    progress = _Progress(f"Building {label}", count, enabled)
+    writer = _CacheWriter(path) if path is not None else None
+    try:
+        for index, table in enumerate(_build_tables(layout, exact, dtype)):
+            if writer is not None:
+                writer.add(f"t{index}", table)
+            progress.update(index + 1)
+            if index >= done:  # tables a broken cache file gave are not repeated
+                yield table
+        if writer is not None:
+            writer.commit()
+        cached = writer is not None and writer.committed
+        progress.close(f", cached in {path.parent}" if cached else "")
+    finally:
+        if writer is not None:
+            writer.discard()
+
+
+class _CacheWriter:
+    """Writes tables one at a time into an ``.npz`` file, renamed into place at the end.
+
+    The same file format as ``np.savez`` (one ``.npy`` entry per table in an
+    uncompressed zip), without holding every table at once. A read-only or full
+    cache directory only costs a rebuild next time.
+    """
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        self.partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        self.committed = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.archive = zipfile.ZipFile(self.partial, "w", allowZip64=True)
         except OSError:
-            pass  # a read-only cache directory only costs a rebuild next time
-    return tables
+            self.archive = None
+
+    def add(self, name: str, table: np.ndarray) -> None:
+        if self.archive is None:
+            return
+        try:
+            with self.archive.open(f"{name}.npy", "w", force_zip64=True) as stream:
+                np.lib.format.write_array(stream, table, allow_pickle=False)
+        except OSError:
+            self.discard()
+
+    def commit(self) -> None:
+        if self.archive is None:
+            return
+        try:
+            self.archive.close()
+            self.archive = None
+            os.replace(self.partial, self.path)
+            self.committed = True
+        except OSError:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop an unfinished file (an error, or a reader that stopped early)."""
+        if self.archive is not None:
+            try:
+                self.archive.close()
+            except OSError:
+                pass
+            self.archive = None
+        if not self.committed:
+            try:
+                self.partial.unlink()
+            except OSError:
+                pass

@@ -21,6 +21,8 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_sphere._backend import import_tensorflow_quietly
+from keras_sphere.zoo.listing import PresetListing
 from keras_sphere.zoo.presets import BUILTIN_PRESETS
 from keras_sphere.zoo.presets import builtin_directory
 
@@ -49,6 +51,14 @@ class PresetError(ValueError):
 def _import_models() -> None:
     # Registers every keras_sphere model class for deserialisation.
     import keras_sphere.models  # noqa: F401
+
+
+def _keras_hub():
+    """The keras_hub module; it imports TensorFlow, whose start-up logs stay hidden."""
+    import_tensorflow_quietly()
+    import keras_hub
+
+    return keras_hub
 
 
 def _sha256(path: pathlib.Path | str) -> str:
@@ -106,6 +116,7 @@ def resolve(handle: str) -> tuple[str, dict]:
 
 def _fetch(preset: str, filename: str) -> str:
     """Local path of one preset file (downloaded or read from the hub cache)."""
+    _keras_hub()
     from keras_hub.src.utils.preset_utils import get_file
 
     try:
@@ -219,8 +230,7 @@ def load_backbone(
 
 
 def _load(handle, load_weights, dtype, overrides, task: bool) -> keras.Model:
-    import keras_hub
-
+    keras_hub = _keras_hub()
     _import_models()
     preset, expected = resolve(handle)
     try:
@@ -270,15 +280,22 @@ def _registered_class(config: dict, handle: str):
 # -- listing and cards ---------------------------------------------------------------
 
 
-def list_presets() -> dict[str, dict]:
-    """The built-in presets and what each one is.
+def list_presets() -> PresetListing:
+    """The built-in presets and what each one is, shown as a table.
+
+    >>> keras_sphere.zoo.list_presets()  # doctest: +SKIP
+    name      task           grid         inputs     size           headline ...
+    --------  -------------  -----------  ---------  -------------  -------- ...
+    cmb_1024  CMBClassifier  2048 x 2048  maps (uK)  73,788 params  preset_t ...
 
     Returns:
-        name -> {task, description, parameters, grid, ell_max, inputs, outputs (with
-        units), training_data, metrics, ..., handle}; the fields beyond task and
-        description come from the preset's metadata.json.
+        A dict (a `PresetListing`, whose repr is the table; ``print`` it in a
+        script): name -> {task, description, parameters, grid, ell_max, inputs,
+        outputs (with units), training_data, metrics, ..., handle}; the fields
+        beyond task and description come from the preset's metadata.json. A
+        preset without metadata (not trained yet) has a ``status`` instead.
     """
-    listing = {}
+    listing = PresetListing()
     for name, entry in BUILTIN_PRESETS.items():
         path = builtin_directory(name) / METADATA_FILE
         info = {"task": entry["task"], "description": entry["description"]}
@@ -399,13 +416,16 @@ def _card_skeleton(model: keras.Model, metadata: dict | None) -> str:
 def _validate(model, directory: pathlib.Path, sample_input) -> None:
     reloaded = _load(str(directory), True, None, {}, task=_is_task(model))
     if sample_input is not None:
-        expected = np.asarray(model.predict(sample_input, verbose=0))
-        actual = np.asarray(reloaded.predict(sample_input, verbose=0))
-        if not np.allclose(actual, expected, atol=1e-5):
-            raise PresetError(
-                f"The preset written to {directory} does not reproduce the model: "
-                f"max |difference| {np.abs(actual - expected).max():.3g}."
-            )
+        # Outputs may be a dict (one entry per target): compare leaf by leaf.
+        expected = keras.tree.flatten(model.predict(sample_input, verbose=0))
+        actual = keras.tree.flatten(reloaded.predict(sample_input, verbose=0))
+        for mine, theirs in zip(expected, actual, strict=True):
+            mine, theirs = np.asarray(mine), np.asarray(theirs)
+            if not np.allclose(theirs, mine, atol=1e-5):
+                raise PresetError(
+                    f"The preset written to {directory} does not reproduce the "
+                    f"model: max |difference| {np.abs(theirs - mine).max():.3g}."
+                )
         return
     for mine, theirs in zip(model.weights, reloaded.weights, strict=True):
         if not np.array_equal(np.asarray(mine), np.asarray(theirs)):
@@ -416,9 +436,7 @@ def _validate(model, directory: pathlib.Path, sample_input) -> None:
 
 
 def _is_task(model) -> bool:
-    import keras_hub
-
-    return isinstance(model, keras_hub.models.Task)
+    return isinstance(model, _keras_hub().models.Task)
 
 
 def upload_preset(handle: str, directory: str | os.PathLike) -> None:
@@ -445,7 +463,7 @@ def upload_preset(handle: str, directory: str | os.PathLike) -> None:
     _check_weights(str(directory), str(directory), {})
     _load(str(directory), False, None, {}, task=True)
     try:
-        import keras_hub
+        keras_hub = _keras_hub()
     except ImportError as error:
         raise ImportError(
             "upload_preset needs keras-hub and the hub clients: "

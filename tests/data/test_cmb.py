@@ -417,12 +417,18 @@ def test_from_healpix(rng):
     assert stacked.shape == (2, 32, 32)
     np.testing.assert_allclose(stacked[1], 2.0 * result, rtol=1e-6, atol=1e-6)
 
-    with pytest.raises(ValueError, match="NaN, infinite or UNSEEN"):
+    # Masked pixels: the message gives the pixels of one map, the maps of a stack.
+    masked = r"at \[5\]\. NaN, infinite and UNSEEN pixels cannot be analysed: inpaint"
+    with pytest.raises(ValueError, match=masked):
         cmb.from_healpix(np.where(np.arange(healpix_map.size) == 5, np.nan, 1.0), 15)
-    with pytest.raises(ValueError, match="NaN, infinite or UNSEEN"):
+    with pytest.raises(ValueError, match=masked):
         cmb.from_healpix(
             np.where(np.arange(healpix_map.size) == 5, healpy.UNSEEN, 1.0), 15
         )
+    stack = np.stack([healpix_map, healpix_map, healpix_map])
+    stack[2, 7] = np.inf
+    with pytest.raises(ValueError, match=r"in 1 of 3 examples, at indices \[2\]"):
+        cmb.from_healpix(stack, ell_max)
     with pytest.raises(ValueError, match="12 nside"):
         cmb.from_healpix(healpix_map[:-1], ell_max)
     with pytest.raises(ValueError, match="3 nside - 1"):
@@ -438,3 +444,21 @@ def test_healpix_alm_round_trip(rng):
     np.testing.assert_array_equal(cmb.from_healpix_alm(alm), coeffs)
     with pytest.raises(ValueError, match="not a healpy array"):
         cmb.from_healpix_alm(alm[:-1])
+    alm[3] = np.nan
+    with pytest.raises(ValueError, match=r"alm has 1 non-finite value .* at \[3\]"):
+        cmb.from_healpix_alm(alm)
+
+
+def test_user_arrays_with_nan_are_refused_naming_the_maps():
+    simulator = cmb.CMBSimulator(ell_max=3, alpha=0.1)
+    coeffs, _ = simulator.coefficients("train", [0, 1, 2])
+    coeffs[1, 2, 3] = np.nan
+    message = r"coeffs has NaN or infinite values .* at indices \[1\] along axis 0"
+    with pytest.raises(ValueError, match=message):
+        simulator.synthesise(coeffs)
+    with pytest.raises(ValueError, match=message):
+        cmb.empirical_spectrum(coeffs)
+    maps = simulator.maps("train", [0, 1, 2])[0].copy()
+    maps[0, 4, 4] = np.inf
+    with pytest.raises(ValueError, match=r"maps has .* at indices \[0\] along axis 0"):
+        cmb.map_skewness(maps, simulator.grid)

@@ -141,3 +141,106 @@ def test_degree_layout_helpers_and_their_gradients(rng):
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-6)
     with pytest.raises(ValueError, match="degrees on axis 1"):
         pack_degrees(coeffs, ell_max + 1)
+
+
+def _raise_once(monkeypatch, owner, name, error):
+    """Replace owner.name by a function that raises `error` on its first call only."""
+    original = getattr(owner, name)
+    calls = []
+
+    def patched(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 1:
+            raise error
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, patched)
+    return calls
+
+
+@pytest.mark.parametrize("method_name", ["_plan_forward", "_plan_inverse"])
+def test_exception_inside_a_transform_leaves_the_layer_usable(
+    rng, monkeypatch, method_name
+):
+    # 32 x 32 at L = 15 runs on the plans. An error inside a transform of a built
+    # layer must not leave anything behind: the next call gives the same output.
+    from keras_sphere.layers import SpinSphericalConv
+
+    conv = SpinSphericalConv(4, spins_in=(0,), spins_out=(0, 1))
+    x = rng.normal(size=(2, 32, 32, 1, 3)).astype("float32")
+    expected = np.asarray(conv(x))
+    assert conv._forward_tables.method == "plan"
+    calls = _raise_once(
+        monkeypatch, TransformState, method_name, RuntimeError("transform failed")
+    )
+    with pytest.raises(RuntimeError, match="transform failed"):
+        conv(x)
+    np.testing.assert_array_equal(np.asarray(conv(x)), expected)
+    assert len(calls) == 2
+
+
+def test_exception_while_making_tables_leaves_the_layer_usable(rng, monkeypatch):
+    # Making the tables can fail (memory at large bandlimits, an interrupt). They are
+    # made at the first call, not in build: the call raises, the next one makes them
+    # and gives what a fresh layer with the same weights gives.
+    from keras_sphere.layers import SpinSphericalConv
+    from keras_sphere.layers import transform_state
+
+    # A grid no other test uses: the tables must not exist yet (they are shared).
+    conv = SpinSphericalConv(4, spins_in=(0,), spins_out=(0, 1))
+    x = rng.normal(size=(2, 30, 30, 1, 3)).astype("float32")
+    calls = _raise_once(
+        monkeypatch, transform_state, "plan_arrays", MemoryError("no room")
+    )
+    with pytest.raises(MemoryError, match="no room"):
+        conv(x)
+    out = conv(x)
+    assert len(calls) >= 2
+    fresh = SpinSphericalConv(4, spins_in=(0,), spins_out=(0, 1))
+    fresh.build(x.shape)
+    assert len(conv.variables) == len(fresh.variables)
+    fresh.set_weights(conv.get_weights())
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(fresh(x)))
+
+
+def _tables(layer):
+    return [v for v in layer.non_trainable_variables if "table" in v.path]
+
+
+def test_tables_are_declared_in_build_and_made_at_the_first_call(rng):
+    from keras_sphere.layers import SpinSphericalConv
+
+    # A grid no other test uses: the tables must not exist yet (they are shared).
+    inputs = keras.Input((34, 34, 1, 2))
+    conv = SpinSphericalConv(3, (0,), (0, 1))
+    model = keras.Model(inputs, conv(inputs))
+    assert _tables(conv) and not any(t.has_value for t in _tables(conv))
+    assert conv.count_params() == sum(int(np.prod(w.shape)) for w in conv.weights)
+    model.predict(rng.normal(size=(2, 34, 34, 1, 2)).astype("float32"), verbose=0)
+    assert all(t.has_value for t in _tables(conv))
+
+
+def test_layers_and_models_share_one_copy_of_each_table(rng):
+    from keras_sphere.layers import SpinSphericalConv
+
+    def model():
+        inputs = keras.Input((32, 32, 1, 1))
+        x = SpinSphericalConv(2, (0,), (0,))(inputs)
+        x = SpinSphericalConv(2, (0,), (0,))(x)
+        return keras.Model(inputs, x)
+
+    first, second = model(), model()
+    tables = [_tables(layer) for layer in (*first.layers[1:], *second.layers[1:])]
+    assert tables[0]
+    for other in tables[1:]:  # the same variables: 32 x 32, L = 15, spin 0
+        assert [id(t) for t in other] == [id(t) for t in tables[0]]
+    # Keras lists each variable once per model (one array in each compiled step).
+    ids = [id(v) for v in first.variables]
+    assert len(ids) == len(set(ids))
+    x = rng.normal(size=(2, 32, 32, 1, 1)).astype("float32")
+    expected = first.predict(x, verbose=0)
+    # predict donates the state to its compiled step: the shared tables stay valid.
+    # Same float32 operations, compiled separately or run eagerly: 1e-5.
+    second.set_weights(first.get_weights())
+    np.testing.assert_allclose(second.predict(x, verbose=0), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(first(x)), expected, rtol=1e-5, atol=1e-6)

@@ -110,3 +110,54 @@ def test_bad_configurations():
         CMBBackbone(ell_max=ELL_MAX, J0=J0, filters=(4, 4), num_filter_params=(3,))
     with pytest.raises(ValueError, match="preprocessor"):
         CMBClassifier(CMBBackbone(**SMALL), preprocessor=object())
+
+
+def test_predict_refuses_non_finite_maps_and_names_them(fitted):
+    model, x, _ = fitted
+    bad = x.copy()
+    bad[1, 3, 4] = np.nan
+    bad[4, 0, 0] = np.inf
+    message = (
+        r"maps has NaN or infinite values \(1 NaN and 1 infinite entries\) in 2 of "
+        r"6 examples, at indices \[1, 4\] along axis 0\. Drop or repair"
+    )
+    with pytest.raises(ValueError, match=message):
+        model.predict(bad, batch_size=2, verbose=0)
+    with pytest.raises(ValueError, match=r"maps has NaN .* at indices \[1, 4\]"):
+        model.predict({"maps": bad}, verbose=0)
+    with pytest.raises(ValueError, match=r"at indices \[1, 4\]"):
+        model.evaluate(bad, np.zeros(6), verbose=0)
+    # batch_size and verbose still reach Keras: 3 batches of 2.
+    assert model.predict(x, batch_size=2, verbose=0).shape == (6, 2)
+
+
+def test_failed_calls_leave_the_classifier_usable(fitted, monkeypatch):
+    # Keras' JAX trainer empties the variables before the first step and loses them
+    # if that step raises (keras_sphere/models/_trainer_state.py): the classifier
+    # puts them back, so the next call gives the same probabilities.
+    model, x, _ = fitted
+    expected = model.predict(x, verbose=0)
+    weights = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    wrong_grid = maps(np.random.default_rng(1), 2)[:, ::2, ::2]  # 32 x 32
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 64, 64\)"):
+        model.predict(wrong_grid, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), expected)
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 64, 64\)"):
+        model.fit(wrong_grid, np.array([0, 1]), verbose=0)
+    for weight, value in zip(model.weights, weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)
+    assert all(v._value is not None for v in model.optimizer.variables)
+    # An error inside a transform, raised while the predict step is traced.
+    from keras_sphere.layers.transform_state import TransformState
+
+    original = TransformState.to_spectral
+
+    def failing(*args, **kwargs):
+        monkeypatch.setattr(TransformState, "to_spectral", original)
+        raise RuntimeError("transform failed")
+
+    monkeypatch.setattr(TransformState, "to_spectral", failing)
+    model.make_predict_function(force=True)  # trace again, through the patch
+    with pytest.raises(RuntimeError, match="transform failed"):
+        model.predict(x, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), expected)

@@ -54,7 +54,8 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         "`qm9pack` wheel by `keras_sphere.data.qm9` in the TFDS `qm9` schema.",
         "- Split: TFDS `qm9/dimenet` (seed 42): 110,000 train / 10,000 validation / "
         "10,831 test, id for id. The best weights are picked by the loss on the "
-        f"first {recipe['validation_molecules']} validation molecules; the test "
+        f"{recipe['validation_molecules']} validation molecules ("
+        f"{recipe.get('validation_sample', 'the first by QM9 index')}); the test "
         "split is used only for this card.",
         "- Labels: U0, U, H and G are atomization energies (QM9's atom reference "
         "energies subtracted). Label means and standard deviations come from the "
@@ -99,7 +100,8 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         f"- Inference: {1000 * metrics['predict_seconds_per_molecule']:.0f} ms per "
         "molecule on the same CPU (batches of 16).",
         "",
-        f"## Test-split MAE ({metrics['test_molecules']:,} molecules)",
+        f"## Held-out metrics: test-split MAE ({metrics['test_molecules']:,} "
+        "molecules)",
         "",
         "| target | unit | this preset | training mean | ridge on atom counts | "
         "paper |",

@@ -31,6 +31,11 @@ ROTATION_MOLECULES = 256
 SMILES_MOLECULES = 200
 
 
+def _sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """A fixed random sample of `size` of `n` rows, in ascending order."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
+
+
 def mae_table(predictions, labels, targets) -> dict[str, float]:
     """MAE per target in the literature's units."""
     from keras_sphere.models.qm9.qm9_targets import to_report_units
@@ -66,7 +71,9 @@ def rotation_check(model, test_x, targets, seed=0) -> dict[str, float]:
 
     from keras_sphere.models.qm9.qm9_targets import to_report_units
 
-    x = {k: v[:ROTATION_MOLECULES] for k, v in test_x.items()}
+    # Rows are sorted by QM9 index, hence by size: take a random sample.
+    rows = _sample_rows(len(test_x["charges"]), ROTATION_MOLECULES, seed)
+    x = {k: v[rows] for k, v in test_x.items()}
     rotations = Rotation.random(len(x["positions"]), random_state=seed).as_matrix()
     turned = dict(x, positions=np.einsum("nad,ned->nae", x["positions"], rotations))
     a = model.predict(x, batch_size=BATCH, verbose=0)
@@ -82,7 +89,7 @@ def smiles_check(model, test, targets, predictions) -> dict:
     from keras_sphere.data import qm9 as qm9_data
 
     rows, positions, charges = [], [], []
-    for row in range(min(SMILES_MOLECULES, len(test["SMILES"]))):
+    for row in _sample_rows(len(test["SMILES"]), SMILES_MOLECULES, 1):
         try:
             p, c = qm9_data.from_smiles(str(test["SMILES"][row]))
         except ValueError:
@@ -113,6 +120,10 @@ def export(args) -> None:
     preset = args.preset
     targets = _targets(preset)
     run_dir = pathlib.Path(args.run_dir or default_run_dir(preset))
+    recipe_path = run_dir / "recipe.json"
+    recipe = (
+        json.loads(recipe_path.read_text()) if recipe_path.exists() else _recipe(preset)
+    )
     splits = load_splits()
     train_y = labels_of(splits["train"], targets)
     mean = {k: float(np.mean(v)) for k, v in train_y.items()}
@@ -148,9 +159,9 @@ def export(args) -> None:
     compute = json.loads(compute_path.read_text()) if compute_path.exists() else {}
     metrics["training"] = {
         "keras_epochs": int(history[-1]["epoch"]),
-        "steps": int(history[-1]["epoch"]) * _recipe(preset)["steps_per_keras_epoch"],
+        "steps": int(history[-1]["epoch"]) * recipe["steps_per_keras_epoch"],
         "passes_over_training_split": int(history[-1]["epoch"])
-        * _recipe(preset)["steps_per_keras_epoch"]
+        * recipe["steps_per_keras_epoch"]
         * BATCH
         / len(train_y[targets[0]]),
         "wall_hours": compute.get("wall_seconds", 0) / 3600,
@@ -177,14 +188,33 @@ def export(args) -> None:
         "label_mean": mean,
         "label_std": std,
         "metrics": {"test_mae": metrics["mae"]},
-        "recipe": _recipe(preset),
+        "recipe": recipe,
         "headline": f"H MAE {metrics['mae'].get('H', float('nan')):.1f} meV",
     }
     sample = {k: v[:4] for k, v in test_x.items()}
     save_preset(model, directory, "", metadata, sample_input=sample)
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    reference_rows = _sample_rows(len(test_y[targets[0]]), 8, 2).tolist()
+    reference = model.predict(
+        {k: v[reference_rows] for k, v in test_x.items()}, verbose=0
+    )
+    (directory / "reference.json").write_text(
+        json.dumps(
+            {
+                "split": "test",
+                "config": "dimenet",
+                "rows": reference_rows,
+                "predictions": {k: v.tolist() for k, v in reference.items()},
+                # keras-hub's preset tests use 0.01; float32 reductions may round
+                # differently on other CPUs (relative to each target's scale).
+                "rtol": 1e-3,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     shutil.copy(run_dir / "learning_curve.png", directory / "training_curves.png")
-    write_card(directory, preset, metrics, _recipe(preset), PRESETS[preset])
+    write_card(directory, preset, metrics, recipe, PRESETS[preset])
     stored = json.loads((directory / "metadata.json").read_text())
     print(json.dumps(stored["keras_sphere"]["sha256"], indent=2))
     print(json.dumps(metrics["mae"], indent=2))

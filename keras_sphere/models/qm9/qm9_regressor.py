@@ -12,6 +12,7 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_sphere.models._trainer_state import restore_variables_on_error
 from keras_sphere.models.qm9.molecule_featurizer import ATOM_TYPES
 from keras_sphere.models.qm9.molecule_featurizer import MAX_ATOMS
 from keras_sphere.models.qm9.molecule_tail import MoleculeTail
@@ -190,8 +191,15 @@ class QM9Regressor(keras_hub.models.Task):
 
     # Without a preprocessor there is nothing for keras-hub's tf.data pipeline to
     # do; Keras' own loops also take a PyDataset (the recipes' resumable batches).
-    fit = keras.Model.fit
-    evaluate = keras.Model.evaluate
+    # A failed call keeps the weights (see `restore_variables_on_error`).
+    def fit(self, *args, **kwargs):
+        with restore_variables_on_error(self, build_optimizer=True):
+            return keras.Model.fit(self, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with restore_variables_on_error(self):
+            return keras.Model.evaluate(self, *args, **kwargs)
+
     train_on_batch = keras.Model.train_on_batch
     test_on_batch = keras.Model.test_on_batch
     predict_on_batch = keras.Model.predict_on_batch
@@ -219,9 +227,10 @@ class QM9Regressor(keras_hub.models.Task):
             self.backbone.atom_capacity(batch_size),
         )
         is_real = weights > 0
-        outputs = keras.Model.predict(
-            self, padded, batch_size=batch_size, verbose=verbose, **kwargs
-        )
+        with restore_variables_on_error(self):
+            outputs = keras.Model.predict(
+                self, padded, batch_size=batch_size, verbose=verbose, **kwargs
+            )
         return {name: np.asarray(value)[is_real] for name, value in outputs.items()}
 
     def get_config(self):

@@ -7,8 +7,9 @@ Two caches hold tables on the device, each in the module that owns the tables:
 
 Large transform tables are also kept on disk (``sht_tables.py``); clearing the memory
 caches leaves them there. Keras layers hold their own copy of the tables they use
-(``layers/transform_state.py``), which goes with the layers, not with this cache. This module sits above both owners, so neither has to import
-the other to clear everything.
+(``layers/transform_state.py``), which goes with the layers, not with this cache.
+This module sits above both owners, so neither has to import the other to clear
+everything.
 """
 
 from __future__ import annotations

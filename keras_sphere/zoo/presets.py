@@ -25,6 +25,18 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "task.weights.h5": "1d5ab5c1625cb49a03bc36ec0f4d0acc17961d9e4cc2f9a345427cb1b035ac66",  # noqa: E501
         },
     },
+    "qm9": {
+        "task": "QM9Regressor",
+        "description": (
+            "The 12 QM9 properties of molecules of H, C, N, O, F (up to 29 atoms) "
+            "from their 3D geometry: spin-spherical CNN per atom, one tail per "
+            "target; trained on real QM9 DFT geometries (dimenet split)."
+        ),
+        "sha256": {
+            "model.weights.h5": "26d92caeef29e628c84573085a6c1e1b4969d1f9d30934237b9383c921285aee",  # noqa: E501
+            "task.weights.h5": "1550a9e219d8da949ab9375f992e78ca733bfec1a781d58ff6012f5af3b6ed29",  # noqa: E501
+        },
+    },
 }
 
 

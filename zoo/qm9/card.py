@@ -117,6 +117,19 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         "available to us).",
         "",
     ]
+    behind = [
+        t
+        for t in targets
+        if metrics["baselines"]["ridge_on_atom_counts"][t] < metrics["mae"][t]
+    ]
+    if behind:
+        lines += [
+            "Still behind ridge regression on atom counts: "
+            + ", ".join(behind)
+            + ". Those targets are dominated by a sum of per-atom contributions, "
+            "which the network has not yet learned this early in training.",
+            "",
+        ]
     if h is not None:
         met = "met" if h <= GOAL_H_MEV else "not met yet"
         lines += [

@@ -164,7 +164,12 @@ def export(args) -> None:
         * recipe["steps_per_keras_epoch"]
         * BATCH
         / len(train_y[targets[0]]),
-        "wall_hours": compute.get("wall_seconds", 0) / 3600,
+        # compute.json is written when a train call ends; the history's per-epoch
+        # seconds also count a run that is still going.
+        "wall_hours": max(
+            compute.get("wall_seconds", 0), sum(r["seconds"] for r in history)
+        )
+        / 3600,
         "cpu_cores": 2,
         "machine": compute.get("machine", "CPU"),
         "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),

@@ -141,12 +141,15 @@ class _SharedTables:
 
     def fill(self) -> None:
         """Make every table that has no value, one host array at a time."""
-        # strict: the iterator runs to its end, which finishes a disk-cache write.
-        for holder, array in zip(self.holders, self._arrays(), strict=True):
-            table = holder.state
-            if not table.has_value:
-                table._direct_assign(to_device(array))
-            del array
+        # The first read may come inside a traced function (jit, scan, shard_map):
+        # the tables are made there as concrete arrays, never as that trace's values.
+        with jax.ensure_compile_time_eval():
+            # strict: the iterator runs to its end, which finishes a disk-cache write.
+            for holder, array in zip(self.holders, self._arrays(), strict=True):
+                table = holder.state
+                if not table.has_value:
+                    table._direct_assign(to_device(array))
+                del array
 
 
 # Tables in use, by what they are and the distribution they were declared under

@@ -131,7 +131,7 @@ def sht_plan(
     Returns:
         An `SHTPlan`. Building tables costs O(ell_max^2 n_lat) in float64; plans are
         cached (see `clear_cache`). Memory: about (ell_max + 1)^2 n_lat / 4 values of
-        `dtype` for spin 0, twice that for other spins (2.1 GB for a 2048 x 2048 grid
+        `dtype` for spin 0, twice that for other spins (2.1 GiB for a 2048 x 2048 grid
         at L = 1023 in float32), twice again on latitude-limited grids.
 
     Raises:
@@ -150,7 +150,10 @@ def abstract_plan(
     them later: ``jax.tree_util.tree_unflatten(treedef, arrays)``, with the treedef
     of this plan, gives a working plan.
     """
-    grid, ell_max, spin, dtype = _checked(grid, ell_max, spin, dtype)
+    return _abstract_plan(*_checked(grid, ell_max, spin, dtype))
+
+
+def _abstract_plan(grid: Grid, ell_max: int, spin: int, dtype: str) -> SHTPlan:
     layout = _layout(grid.n_lat, ell_max, spin)
     tables = tuple(
         jax.ShapeDtypeStruct(shape, dtype) for shape in _table_shapes(layout)
@@ -241,7 +244,7 @@ def to_device(array: np.ndarray) -> jax.Array:
 
 @functools.lru_cache(maxsize=32)
 def _plan(grid: Grid, ell_max: int, spin: int, dtype: str) -> SHTPlan:
-    treedef = jax.tree_util.tree_structure(abstract_plan(grid, ell_max, spin, dtype))
+    treedef = jax.tree_util.tree_structure(_abstract_plan(grid, ell_max, spin, dtype))
     leaves = [to_device(a) for a in _host_arrays(grid, ell_max, spin, dtype)]
     return jax.tree_util.tree_unflatten(treedef, leaves)
 

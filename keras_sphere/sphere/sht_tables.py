@@ -33,7 +33,7 @@ to the compute dtype block by block, so a build needs the float32 tables plus on
 float64 block (not the whole float64 set). `iter_tables` hands them out one at a time,
 so that a caller can move each to the device and drop it before the next. Large ones
 are cached on disk (``$KERAS_SPHERE_CACHE``, default ``~/.cache/keras_sphere``; set it
-to ``off`` to disable; 2.5 GB for the tables of a 2048 x 2048 grid at L = 1023), and
+to ``off`` to disable; 2.1 GiB for spin 0 on a 2048 x 2048 grid at L = 1023), and
 builds or reads that take long show a progress bar on stderr. Putting tables on the
 device, and caching them in memory per (grid, ell_max, spin, dtype), is the plan's job
 (``sht_plan.py``).
@@ -336,7 +336,7 @@ def iter_tables(layout: _Layout, exact: bool, dtype) -> Iterator[np.ndarray]:
     kind = "exact analysis" if exact else "SHT"
     label = (
         f"{kind} tables for {layout.n_lat} rows, L = {layout.ell_max}, spin "
-        f"{layout.spin} ({size / 2**20:,.0f} MB)"
+        f"{layout.spin} ({size / 2**20:,.0f} MiB)"
     )
     enabled = _float64_bytes(layout) >= _PROGRESS_MIN_BYTES
     done = 0

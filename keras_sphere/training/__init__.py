@@ -1,7 +1,8 @@
 """Training utilities shared by recipes and examples.
 
 Learning-rate schedules (`schedules.py`), fits that resume after an interruption
-(`checkpoints.py`) and seeded runs (`determinism.py`). Import as
+(`checkpoints.py`), seeded runs (`determinism.py`) and the one training loop
+recipes share (`loop.py`). Import as
 ``from keras_sphere import training``; `import keras_sphere` does not load it.
 """
 

@@ -195,14 +195,17 @@ def test_training_public_names_are_deliberate():
     from keras_sphere import training
 
     names = {name for name in vars(training) if not name.startswith("_")}
-    names -= {"checkpoints", "determinism", "schedules"}  # the submodules
+    names -= {"checkpoints", "determinism", "loop", "schedules"}  # the submodules
     assert names == {
+        "BudgetedBatches",
         "QM9_REFERENCE_BATCH_SIZE",
         "QM9_REFERENCE_LEARNING_RATE",
         "QM9_REFERENCE_WARMUP_EPOCHS",
         "ResumableBatches",
         "WarmupCosineDecay",
         "XLA_GPU_DETERMINISTIC_FLAGS",
+        "default_run_dir",
+        "fit_run",
         "qm9_reference_schedule",
         "resumable_callbacks",
         "set_seed",

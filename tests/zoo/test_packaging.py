@@ -4,6 +4,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import pytest
@@ -21,6 +22,21 @@ SHIPPED = {
     "metrics.json",
     "training_curves.png",
 }
+
+
+def source_packages() -> set[str]:
+    return {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "keras_sphere").rglob("__init__.py")
+    }
+
+
+def test_every_package_is_listed_for_the_wheel():
+    # pyproject.toml names packages one by one (zoo/ is mapped into the package): a
+    # new subpackage left out would be missing from installed copies only.
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    assert source_packages() == listed - {"keras_sphere.zoo.builtin"}
 
 
 @pytest.mark.large
@@ -43,6 +59,8 @@ def test_wheel_contains_presets_and_data(tmp_path):
     (wheel,) = tmp_path.glob("keras_sphere-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "keras_sphere/data/cmb_planck2018_tt.npz" in names
+    for package in source_packages():
+        assert f"{package.replace('.', '/')}/__init__.py" in names, package
     for name in BUILTIN_PRESETS:
         for file in builtin_directory(name).iterdir():
             packaged = f"keras_sphere/zoo/builtin/{name}/{file.name}"

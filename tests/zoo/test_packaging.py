@@ -4,10 +4,10 @@ import os
 import pathlib
 import subprocess
 import sys
-import tomllib
 import zipfile
 
 import pytest
+import tomllib
 
 from keras_sphere.zoo.presets import BUILTIN_PRESETS
 from keras_sphere.zoo.presets import builtin_directory

@@ -7,6 +7,9 @@ units (energies in eV; U0, U, H, G are atomization energies).
 
     python examples/qm9_predict.py
     python examples/qm9_predict.py --smiles CCO c1ccccc1 --xyz my_molecule.xyz
+
+Measured on 2 CPU cores shared with other jobs (``/usr/bin/time -v``), QM9 already
+parsed into its cache: 34 s (33 s of CPU time), peak memory 1.7 GiB.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ It builds a band-limited random field (an ell^-2 power spectrum) on the default 
 grid (n x n, n = 2 (L + 1)), analyses it with the spin-weighted SHT, rotates it with
 Wigner matrices, synthesises it back, prints the round-trip and rotation errors, and
 saves a PNG of the maps.
+
+Measured on 2 CPU cores shared with other jobs (``/usr/bin/time -v``): 10 s (9 s of
+CPU time), peak memory 0.5 GiB.
 """
 
 from __future__ import annotations

@@ -183,16 +183,17 @@ probabilities = model.predict(maps)  # maps: (batch, {n}, {n}) in uK
 - Output: (batch, 2) probabilities of (Gaussian, non-Gaussian).
 
 ## Memory and time
-Measured on 2 CPU cores shared with other jobs (`benchmarks/presets.py`). Loading
-takes 5-8 s and 1.0 GB. The first `predict` makes the transform tables of the
-scattering front end (2.5 GB: read from the disk cache `~/.cache/keras_sphere` in
-about 10 s, or built once in 35-45 s and written there) and compiles the model
-(40-80 s); later calls take about 2 s for one or two maps. **Running the preset needs
-4.7 GB of memory for batches of one map and 4.9 GB for two** (about 0.2 GB per
-further map). Simulating maps with `keras_sphere.data.cmb` needs another 5.8 GB of
-transform plans while it runs (`keras_sphere.sphere.clear_cache()` frees them).
-Fine-tuning on cached features (`CMBClassifier.feature_model()`,
-`examples/finetune.py`) never makes the front end's tables.
+Measured on 2 CPU cores shared with other jobs (`benchmarks/presets.py`; memory as
+peak resident set size). Loading takes 3-8 s and 1.0 GiB. The first `predict` makes
+the transform tables of the scattering front end (2.4 GiB: read from the disk cache
+`~/.cache/keras_sphere` in about 10 s, or built once in 35-45 s and written there)
+and compiles the model (40-80 s); later calls take about 2 s for one or two maps.
+**Running the preset needs 4.7 GiB of memory for batches of one map and 4.9 GiB for
+two** (about 0.2 GiB per further map). Simulating maps with `keras_sphere.data.cmb`
+needs another 5.3 GiB of transform plans while it runs
+(`keras_sphere.sphere.clear_cache()` frees them). Fine-tuning on cached features
+(`CMBClassifier.feature_model()`, `examples/finetune.py`) never makes the front end's
+tables.
 
 ## Architecture
 `ScatteringLayer(J0={J0}, depth=2)` (frozen, {front.network.n_paths} paths on a

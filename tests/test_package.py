@@ -8,17 +8,22 @@ import keras_sphere
 import keras_sphere.sphere
 
 EXPECTED_SPHERE_NAMES = {
+    "GaussianGrid",
     "Grid",
+    "HealpixGrid",
     "SHTPlan",
+    "analyse",
     "clear_cache",
     "clenshaw_curtis_weights",
     "isht",
     "pad",
+    "regrid",
     "rotate_coefficients",
     "rotate_field",
     "sht",
     "sht_plan",
     "spin_harmonics",
+    "synthesise",
     "truncate",
     "wigner_d",
     "wigner_delta",

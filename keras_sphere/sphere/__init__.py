@@ -5,7 +5,7 @@ level and inside functions alike (a test checks that no imports form a circle):
 
     quadrature, wigner    quadrature weights; Wigner d and spin-weighted harmonics
     delta_recursion       Wigner Delta = d(pi/2) one degree at a time (large L)
-    grid                  where the samples are
+    grid, gaussian_grid   where the samples are: equiangular with poles; Gaussian
     sht_tables            latitude tables of the SHT: values, layout, disk cache
     sht_kernels           the transform as jitted passes over a plan's tables
     sht_plan              `SHTPlan`: one transform's tables on the device, cached
@@ -13,6 +13,8 @@ level and inside functions alike (a test checks that no imports form a circle):
     rotation              `rotate_coefficients`, `rotate_field`
     caches                `clear_cache`
     dense                 whole transforms of small grids as dense matrices
+    regrid                `regrid`, `analyse`, `synthesise`, `HealpixGrid`: exact
+                          resampling between grids, float64 NumPy (a data step)
     wavelets, scattering  scale-discretised wavelets, wavelet scattering networks
 
 NumPy and JAX only: no layers, no TensorFlow.
@@ -21,8 +23,13 @@ NumPy and JAX only: no layers, no TensorFlow.
 from keras_sphere.sphere import scattering
 from keras_sphere.sphere import wavelets
 from keras_sphere.sphere.caches import clear_cache
+from keras_sphere.sphere.gaussian_grid import GaussianGrid
 from keras_sphere.sphere.grid import Grid
 from keras_sphere.sphere.quadrature import clenshaw_curtis_weights
+from keras_sphere.sphere.regrid import HealpixGrid
+from keras_sphere.sphere.regrid import analyse
+from keras_sphere.sphere.regrid import regrid
+from keras_sphere.sphere.regrid import synthesise
 from keras_sphere.sphere.rotation import rotate_coefficients
 from keras_sphere.sphere.rotation import rotate_field
 from keras_sphere.sphere.sht import isht

@@ -123,6 +123,16 @@ class Grid:
         return np.degrees(self.phi)
 
     @property
+    def latitudes(self) -> np.ndarray:
+        """Same as `lat_deg`: degrees north, shape (n_lat,) (as ``GaussianGrid``)."""
+        return self.lat_deg
+
+    @property
+    def longitudes(self) -> np.ndarray:
+        """Same as `lon_deg`: degrees east, shape (n_lon,)."""
+        return self.lon_deg
+
+    @property
     def weights(self) -> np.ndarray:
         """Quadrature weight of each row's samples, q_j = (2 pi / n_lon) W_j.
 

@@ -57,7 +57,7 @@ import numpy as np
 from keras_sphere.sphere.quadrature import clenshaw_curtis_weights
 from keras_sphere.sphere.wigner import spin_harmonics
 
-_TABLE_FORMAT_VERSION = 1
+_TABLE_FORMAT_VERSION = 2  # 2: south-pole rows of sizes like n = 14, 27 fixed
 # Orders per chunk when evaluating harmonics, to bound float64 scratch memory.
 _M_CHUNK = 16
 # Tables at least this large (bytes, float64) are cached on disk.

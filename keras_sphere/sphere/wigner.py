@@ -49,6 +49,15 @@ def wigner_d(ell_max: int, m, m_prime, beta) -> np.ndarray:
     m = m.reshape(-1, 1).astype(np.float64)
     mp = m_prime.reshape(-1, 1).astype(np.float64)
     beta = np.atleast_1d(np.asarray(beta, np.float64))
+    # Grid angles such as pi * j / (n - 1) land up to a few ulps outside [0, pi]
+    # (pi + 4.4e-16 for n = 14, 27, 48, ...): snap them onto the poles, which are
+    # handled exactly below, instead of treating them as outside the range.
+    slack = 1e-12
+    if np.any((beta < -slack) | (beta > np.pi + slack)):
+        raise ValueError(
+            f"beta must lie in [0, pi]; received {beta.min()}..{beta.max()}"
+        )
+    beta = np.clip(beta, 0.0, np.pi)
     out = np.zeros((ell_max + 1, m.shape[0], beta.size))
     interior = (beta > 0) & (beta < np.pi)
     if interior.any():

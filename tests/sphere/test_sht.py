@@ -55,6 +55,18 @@ def test_round_trip_at_max_bandlimit(x64, rng, shape, spin):
     assert relative_error(sht(field.astype(complex), grid, spin), coeffs) < 1e-12
 
 
+@pytest.mark.parametrize("shape", [(14, 14), (27, 29), (9, 11), (14, 18), (18, 20)])
+@pytest.mark.parametrize("spin", [1, 2])
+def test_round_trip_where_the_last_row_rounds_past_the_pole(rng, shape, spin):
+    # pi * j / (n - 1) is pi + 4.4e-16 in the last row for n = 14, 27, 48, ... (and
+    # the interpolating tables of latitude-limited grids use n_lat + L fine rows):
+    # Wigner d must treat it as the pole. Before, the round trip was off by ~0.1.
+    grid = Grid(*shape)
+    coeffs = random_coefficients(rng, grid.max_bandlimit, spin).astype("complex64")
+    # float32 transforms: 1e-5 relative.
+    assert relative_error(sht(isht(coeffs, grid, spin), grid, spin), coeffs) < 1e-5
+
+
 @pytest.mark.parametrize("shape", GRIDS)
 @pytest.mark.parametrize("spin", [0, 1, -2])
 def test_fails_one_degree_above_max_bandlimit(x64, rng, shape, spin):

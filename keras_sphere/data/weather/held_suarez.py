@@ -1,0 +1,757 @@
+"""A dry atmosphere under Held-Suarez forcing, simulated with dinosaur-dycore.
+
+`simulate_held_suarez` integrates the dry primitive equations on sigma levels with
+the forcing of Held and Suarez (BAMS 75, 1825-1830, 1994), following dinosaur's own
+Held-Suarez example (``notebooks/held_suarez.ipynb`` in google-research/dinosaur):
+an isothermal (288 K) atmosphere at rest with surface pressure 1000 hPa plus a
+seeded surface-pressure bump (dinosaur's ``isothermal_rest_atmosphere``, amplitude
+50 hPa at a random position), ``imex_rk_sil3`` time stepping and an exponential
+filter. After the spin-up it writes one state every 6 h on pressure levels, in the
+WeatherBench-2 layout: dims (time, level, latitude, longitude), latitude north
+first, longitude from 0 degrees east, level in hPa, float32. The fields stay on
+dinosaur's Gaussian nodal grid (no poles); putting them on a model grid is a
+separate, explicit step.
+
+Sigma to pressure levels (`EXTRAPOLATION_RULE`): linear in log pressure between
+layer centres; below the lowest layer centre (which includes pressures below the
+ground) temperature follows a 6.5 K/km lapse rate from the lowest layer and
+geopotential integrates the hydrostatic equation with that temperature; winds keep
+their lowest-layer values. Above the highest layer centre the column is isothermal.
+
+The run is split into chunks; after each one the model state is checkpointed in
+``<path>.checkpoint.npz``, so an interrupted call continues where it stopped when
+called again with the same arguments, and a larger ``years`` extends a finished run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import numbers
+import os
+import pathlib
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = [
+    "DAYS_PER_YEAR",
+    "DEFAULT_LEVELS",
+    "EPOCH",
+    "EXTRAPOLATION_RULE",
+    "simulate_held_suarez",
+]
+
+# The first output time; it holds the state reached after the spin-up. The forcing
+# is steady (no seasons, no day), so the calendar carries no meaning.
+EPOCH = np.datetime64("2000-01-01T00:00", "ns")
+OUTPUT_HOURS = 6
+DAYS_PER_YEAR = 365.25  # `years` counts Julian years of simulated time
+DEFAULT_LEVELS = (250, 500, 700, 850)  # hPa
+
+# Lapse rate for temperature below the lowest layer centre, K m^-1 (the ICAO
+# standard atmosphere's 6.5 K/km, as used for ECMWF's below-ground extrapolation).
+LAPSE_RATE = 0.0065
+
+EXTRAPOLATION_RULE = (
+    "Sigma to pressure levels: linear in log(p) between model layer centres. Below "
+    "the lowest layer centre p_K (including pressures below the ground): "
+    "T = T_K (p / p_K)^(R gamma / g) with gamma = 6.5 K/km, "
+    "geopotential = Phi_K + (g T_K / gamma) (1 - (p / p_K)^(R gamma / g)) "
+    "(hydrostatic with that temperature), u and v equal to their lowest-layer "
+    "values. Above the highest layer centre p_1: T = T_1, geopotential = "
+    "Phi_1 - R T_1 ln(p / p_1), u and v equal to their top-layer values. R and g are "
+    "dinosaur's (dinosaur.scales)."
+)
+
+# dinosaur's Held-Suarez example (notebooks/held_suarez.ipynb): reference surface
+# pressure, perturbation amplitude (Pa) and exponential filter (tau in dinosaur's
+# nondimensional time, order, cutoff).
+_P0_PA = 1e5
+_P1_PA = 5e3
+_FILTER = dict(tau=0.0087504, order=1.5, cutoff=0.8)
+
+_EXTRA = 'pip install "keras-sphere[weather]"'
+_FORMAT_VERSION = 1
+_TIME_CHUNK = 4  # output steps per zarr chunk: one simulated day
+_CONFIG_ATTR = "keras_sphere_config"
+
+_VARIABLES = {  # name -> (units, long_name, CF standard_name)
+    "geopotential": ("m**2 s**-2", "Geopotential", "geopotential"),
+    "temperature": ("K", "Temperature", "air_temperature"),
+    "u_component_of_wind": ("m s**-1", "U component of wind", "eastward_wind"),
+    "v_component_of_wind": ("m s**-1", "V component of wind", "northward_wind"),
+    "surface_pressure": ("Pa", "Surface pressure", "surface_air_pressure"),
+}
+
+
+def simulate_held_suarez(
+    path: str | os.PathLike,
+    *,
+    years: float = 10.0,
+    truncation: int = 42,
+    n_sigma_levels: int = 24,
+    levels: Sequence[int] = DEFAULT_LEVELS,
+    time_step_minutes: int | None = None,
+    seed: int = 0,
+    spinup_days: float = 200.0,
+    checkpoint_days: float = 10.0,
+    verbose: bool = True,
+):
+    """Simulate a Held-Suarez atmosphere and write it in WeatherBench-2 layout.
+
+    Cost, measured with dinosaur-dycore 1.2.1 on 2 CPU cores shared with other
+    jobs (load about 6), output included: about 1 s per simulated day at T21
+    with 12 sigma levels, 1.8 s at T21 with 24, and 18 s at T42 with 24 levels
+    and 10 minute steps, plus 10 to 30 s of compilation per call. A 200-day
+    spin-up and 10 years therefore take about 2 hours at T21 (24 levels) and
+    about 19 hours at T42 on such a machine: use a GPU for T42 and finer.
+
+    Args:
+        path: where to write: a zarr directory (e.g. ``"hs_t21.zarr"``), or a
+            NetCDF file when the name ends in ``.nc`` (built in
+            ``<path>.partial.zarr`` and converted once complete; zarr is better
+            for long runs). The checkpoint lives in ``<path>.checkpoint.npz``.
+        years: simulated time to write after the spin-up, in years of
+            `DAYS_PER_YEAR` days: ``round(years * DAYS_PER_YEAR * 4)`` states,
+            6 h apart, the first at `EPOCH`. A later call with a larger value
+            extends the run; the stored data is never shortened.
+        truncation: triangular truncation T (maximum total wavenumber). The nodal
+            grid is Gaussian with ``n_lat = 2 ceil((3 T + 1) / 4)`` and
+            ``n_lon = 2 n_lat``: 32 x 64 at T21, 64 x 128 at T42.
+        n_sigma_levels: number of equally spaced sigma layers.
+        levels: output pressure levels in hPa (ints, 1 to 1100), written in
+            ascending order.
+        time_step_minutes: model time step, a divisor of 360; default
+            ``20 * 21 / truncation`` rounded down to a divisor of 360 (20 at T21,
+            10 at T42 as in dinosaur's example).
+        seed: seed of the initial perturbation (``jax.random.PRNGKey(seed)``).
+        spinup_days: simulated days before the first output, a multiple of 6 h
+            (at least 200 for statistically steady data; fewer for tests).
+        checkpoint_days: simulated days between checkpoints, a multiple of 6 h;
+            it does not change the result (every chunk runs the same compiled
+            6-hour step).
+        verbose: print one line per chunk on stderr.
+
+    Returns:
+        `xarray.Dataset` read lazily from `path`, the first
+        ``round(years * DAYS_PER_YEAR * 4)`` times, with float32 variables
+        ``geopotential`` (m^2 s^-2), ``temperature`` (K), ``u_component_of_wind``
+        and ``v_component_of_wind`` (m s^-1) of shape (time, level, latitude,
+        longitude) and ``surface_pressure`` (Pa) of shape (time, latitude,
+        longitude); coordinates ``time`` (datetime64, 6 h apart from `EPOCH`),
+        ``level`` (hPa, int64, ascending), ``latitude`` (Gaussian nodes in
+        degrees north, strictly decreasing, no poles) and ``longitude`` (degrees
+        east, from 0, ascending). Its attributes record the generator and its
+        version, the grid, sigma levels, time step, forcing, seed, spin-up and
+        `EXTRAPOLATION_RULE`. No vertical velocity: dinosaur does not diagnose
+        omega on pressure levels.
+
+    Raises:
+        ImportError: without dinosaur-dycore, xarray or zarr
+            (``pip install "keras-sphere[weather]"``).
+        ValueError: for invalid arguments, or when `path` holds a run made with
+            different arguments (naming them), or a dataset and checkpoint that
+            do not match.
+        TypeError: for arguments of the wrong kind (e.g. levels that are not
+            ints).
+        FileNotFoundError: when `path` holds fewer times than asked for and no
+            checkpoint to continue from.
+    """
+    xr = _import_dependencies()
+    config = _config(truncation, n_sigma_levels, levels, time_step_minutes, seed)
+    config["spinup_days"] = _days(spinup_days, "spinup_days", allow_zero=True)
+    chunk_outputs = round(_days(checkpoint_days, "checkpoint_days") * 24 / OUTPUT_HOURS)
+    n_times = _n_times(years)
+    path = pathlib.Path(path)
+    is_netcdf = path.suffix == ".nc"
+    store = path.with_name(path.name + ".partial.zarr") if is_netcdf else path
+    checkpoint = path.with_name(path.name + ".checkpoint.npz")
+
+    if is_netcdf and path.exists() and not store.exists():
+        finished = xr.open_dataset(path)
+        _check_config(json.loads(finished.attrs.get(_CONFIG_ATTR, "{}")), config, path)
+        if finished.sizes["time"] >= n_times:
+            return finished.isel(time=slice(0, n_times))
+        # Extending a finished NetCDF run: continue in zarr, convert again.
+        finished = _drop_encoding(finished)
+        finished.to_zarr(
+            store, mode="w-", encoding=_encoding(finished), **_zarr_options()
+        )
+        finished.close()
+    written = _stored_times(xr, store, config)
+    if written < n_times:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose)
+    if is_netcdf and store.exists():
+        _to_netcdf(xr, store, path)
+    return _open(xr, path).isel(time=slice(0, n_times))
+
+
+# --- arguments ---------------------------------------------------------------
+
+
+def _import_dependencies():
+    try:
+        import dinosaur  # noqa: F401
+        import xarray
+        import zarr  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"simulate_held_suarez needs dinosaur-dycore, xarray and zarr: {_EXTRA}"
+        ) from error
+    return xarray
+
+
+def _config(truncation, n_sigma_levels, levels, time_step_minutes, seed) -> dict:
+    """The arguments that determine the data, checked and made JSON-friendly."""
+    for name, value, low in (
+        ("truncation", truncation, 10),
+        ("n_sigma_levels", n_sigma_levels, 2),
+        ("seed", seed, 0),
+    ):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int. Received: {name}={value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}. Received: {name}={value}")
+    if seed >= 2**32:
+        raise ValueError(f"seed must be below 2**32. Received: seed={seed}")
+    if isinstance(levels, numbers.Number) or not len(levels):
+        raise ValueError(
+            "levels must be a non-empty sequence of pressure levels in hPa, e.g. "
+            f"(500, 850). Received: levels={levels!r}"
+        )
+    for level in levels:
+        if not isinstance(level, numbers.Integral) or isinstance(level, bool):
+            raise TypeError(
+                f"levels must be ints in hPa (e.g. 500). Received: {level!r} in "
+                f"levels={levels!r}"
+            )
+    sorted_levels = sorted(int(level) for level in levels)
+    if sorted_levels[0] < 1 or sorted_levels[-1] > 1100:
+        raise ValueError(f"levels must lie in 1 to 1100 hPa. Received: {levels!r}")
+    if len(set(sorted_levels)) != len(sorted_levels):
+        raise ValueError(f"levels must be distinct. Received: levels={levels!r}")
+    if time_step_minutes is None:
+        time_step_minutes = max(d for d in _divisors(360) if d <= 420 / truncation)
+    elif (
+        not isinstance(time_step_minutes, numbers.Integral)
+        or isinstance(time_step_minutes, bool)
+        or time_step_minutes < 1
+        or 360 % time_step_minutes
+    ):
+        raise ValueError(
+            "time_step_minutes must be a whole number of minutes dividing the 6 h "
+            f"output interval (e.g. 10, 15, 20). Received: {time_step_minutes!r}"
+        )
+    return dict(
+        format_version=_FORMAT_VERSION,
+        truncation=int(truncation),
+        n_sigma_levels=int(n_sigma_levels),
+        levels=sorted_levels,
+        time_step_minutes=int(time_step_minutes),
+        seed=int(seed),
+    )
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _days(days, name: str, allow_zero: bool = False) -> float:
+    """`days` as a float, checked to be a whole number of 6 h steps."""
+    if not isinstance(days, numbers.Real) or isinstance(days, bool):
+        raise TypeError(f"{name} must be a number of days. Received: {days!r}")
+    steps = float(days) * 24 / OUTPUT_HOURS
+    if not math.isfinite(steps) or abs(steps - round(steps)) > 1e-9 or steps < 0:
+        raise ValueError(
+            f"{name} must be a non-negative multiple of 6 h (0.25 days). "
+            f"Received: {name}={days!r}"
+        )
+    if steps < 0.5 and not allow_zero:
+        raise ValueError(f"{name} must be at least 0.25 days. Received: {days!r}")
+    return round(steps) * OUTPUT_HOURS / 24
+
+
+def _n_times(years) -> int:
+    if not isinstance(years, numbers.Real) or isinstance(years, bool):
+        raise TypeError(f"years must be a number. Received: years={years!r}")
+    n_times = round(float(years) * DAYS_PER_YEAR * 24 / OUTPUT_HOURS)
+    if not math.isfinite(years) or n_times < 1:
+        raise ValueError(
+            "years must give at least one 6-hourly state (years >= 0.25 / "
+            f"{DAYS_PER_YEAR} for one). Received: years={years!r}"
+        )
+    return n_times
+
+
+def _check_config(recorded: dict, config: dict, where: pathlib.Path) -> None:
+    if recorded == config:
+        return
+    if not recorded:
+        raise ValueError(
+            f"{where} exists but was not written by simulate_held_suarez (no "
+            f"{_CONFIG_ATTR} attribute). Choose another path, or delete it."
+        )
+    keys = sorted(set(recorded) | set(config))
+    differences = ", ".join(
+        f"{key}={recorded.get(key)!r} (asked: {config.get(key)!r})"
+        for key in keys
+        if recorded.get(key) != config.get(key)
+    )
+    raise ValueError(
+        f"{where} holds a Held-Suarez run made with different arguments: "
+        f"{differences}. Call again with the recorded arguments to continue it, or "
+        "write to another path."
+    )
+
+
+# --- the model -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _simulator(truncation, n_sigma_levels, time_step_minutes, levels):
+    """One `_Simulator` per configuration: its compiled steps are reused."""
+    return _Simulator(truncation, n_sigma_levels, time_step_minutes, levels)
+
+
+class _Simulator:
+    """dinosaur's dry primitive equations with Held-Suarez forcing, jitted."""
+
+    def __init__(self, truncation, n_sigma_levels, time_step_minutes, levels):
+        import jax
+        from dinosaur import coordinate_systems
+        from dinosaur import held_suarez
+        from dinosaur import primitive_equations
+        from dinosaur import primitive_equations_states
+        from dinosaur import scales
+        from dinosaur import sigma_coordinates
+        from dinosaur import spherical_harmonic
+        from dinosaur import time_integration
+        from dinosaur import xarray_utils
+
+        units = scales.units
+        grid = spherical_harmonic.Grid.construct(
+            max_wavenumber=truncation,
+            gaussian_nodes=math.ceil((3 * truncation + 1) / 4),
+        )
+        vertical = sigma_coordinates.SigmaCoordinates.equidistant(n_sigma_levels)
+        self.coords = coordinate_systems.CoordinateSystem(grid, vertical)
+        self.specs = specs = primitive_equations.PrimitiveEquationsSpecs.from_si()
+        p0, p1 = _P0_PA * units.pascal, _P1_PA * units.pascal
+        self._initial_state_fn, aux = (
+            primitive_equations_states.isothermal_rest_atmosphere(
+                self.coords, specs, p0=p0, p1=p1
+            )
+        )
+        reference_temperature = aux[xarray_utils.REF_TEMP_KEY]
+        orography = primitive_equations.truncated_modal_orography(
+            aux[xarray_utils.OROGRAPHY], self.coords
+        )
+        equation = time_integration.compose_equations(
+            [
+                primitive_equations.PrimitiveEquations(
+                    reference_temperature, orography, self.coords, specs
+                ),
+                held_suarez.HeldSuarezForcing(
+                    coords=self.coords,
+                    physics_specs=specs,
+                    reference_temperature=reference_temperature,
+                    p0=p0,
+                ),
+            ]
+        )
+        dt = specs.nondimensionalize(time_step_minutes * units.minute)
+        step = time_integration.step_with_filters(
+            time_integration.imex_rk_sil3(equation, dt),
+            [time_integration.exponential_step_filter(grid, dt, **_FILTER)],
+        )
+        advance = time_integration.repeated(
+            step, 60 * OUTPUT_HOURS // time_step_minutes
+        )
+
+        def si(value, unit):
+            return float(specs.dimensionalize(value, unit).magnitude)
+
+        gas_constant = si(specs.R, units.J / units.kilogram / units.degK)
+        gravity = si(specs.g, units.m / units.s**2)
+        to_pascal = math.log(si(1.0, units.pascal))
+        to_m2_s2, to_m_s = si(1.0, units.m**2 / units.s**2), si(1.0, units.m / units.s)
+        levels_pa = 100.0 * np.asarray(levels, np.float64)
+
+        def fields(state) -> dict:
+            """Pressure-level fields of one state: [level, lat, lon], north first."""
+            temperature = (
+                grid.to_nodal(state.temperature_variation)
+                + (reference_temperature[:, None, None])
+            )  # [sigma, lon, lat]
+            geopotential = grid.to_nodal(
+                primitive_equations.get_geopotential(
+                    state.temperature_variation,
+                    reference_temperature,
+                    orography,
+                    vertical,
+                    gravity_acceleration=specs.g,
+                    ideal_gas_constant=specs.R,
+                )
+            )
+            u, v = spherical_harmonic.vor_div_to_uv_nodal(
+                grid, state.vorticity, state.divergence
+            )
+            surface_pressure = jax.numpy.exp(
+                grid.to_nodal(state.log_surface_pressure)[0] + to_pascal
+            )  # [lon, lat]
+            out = _to_pressure_levels(
+                si(1.0, units.degK) * temperature,
+                to_m2_s2 * geopotential,
+                to_m_s * u,
+                to_m_s * v,
+                surface_pressure,
+                vertical.centers,
+                levels_pa,
+                gas_constant=gas_constant,
+                gravity=gravity,
+            )
+            out["surface_pressure"] = surface_pressure
+            # [..., lon, lat] -> [..., lat, lon], latitude north first
+            return {
+                name: jax.numpy.flip(jax.numpy.swapaxes(x, -1, -2), -2).astype(
+                    "float32"
+                )
+                for name, x in out.items()
+            }
+
+        self.output_and_advance = jax.jit(lambda state: (fields(state), advance(state)))
+        self.gas_constant, self.gravity = gas_constant, gravity
+        self.filter_tau_seconds = si(_FILTER["tau"], units.s)
+        lon, sin_lat = grid.nodal_axes
+        self.latitude = np.degrees(np.arcsin(sin_lat))[::-1]
+        self.longitude = np.degrees(lon)
+        self.sigma = np.asarray(vertical.centers, np.float64)
+
+    def initial_state(self, seed: int):
+        import jax
+
+        return self._initial_state_fn(jax.random.PRNGKey(seed))
+
+    def state_from_arrays(self, arrays: dict):
+        import jax.numpy as jnp
+        from dinosaur import primitive_equations
+
+        return primitive_equations.State(
+            **{k: jnp.asarray(v) for k, v in arrays.items()}
+        )
+
+
+def _to_pressure_levels(
+    temperature,
+    geopotential,
+    u,
+    v,
+    surface_pressure,
+    sigma,
+    levels_pa,
+    *,
+    gas_constant: float,
+    gravity: float,
+) -> dict:
+    """Interpolate layer-centre fields to pressure levels by `EXTRAPOLATION_RULE`.
+
+    Args:
+        temperature: K, shape (n_sigma, ...), at the sigma layer centres ordered
+            top to bottom (as are the next three).
+        geopotential: m^2 s^-2, shape (n_sigma, ...).
+        u: eastward wind, m s^-1, shape (n_sigma, ...).
+        v: northward wind, m s^-1, shape (n_sigma, ...).
+        surface_pressure: shape (...), Pa.
+        sigma: shape (n_sigma,), layer centres, strictly increasing in (0, 1).
+        levels_pa: shape (n_levels,), target pressures in Pa.
+        gas_constant: R in J kg^-1 K^-1.
+        gravity: g in m s^-2.
+
+    Returns:
+        dict of the four fields, each of shape (n_levels, ...).
+    """
+    import jax.numpy as jnp
+
+    log_sigma = jnp.log(jnp.asarray(sigma))
+    spatial = (1,) * jnp.ndim(surface_pressure)
+    # log(p / p_s) of each target level in each column: [level, ...]
+    target = jnp.log(jnp.asarray(levels_pa)).reshape(-1, *spatial) - jnp.log(
+        surface_pressure
+    )
+    above_count = jnp.sum(log_sigma.reshape(-1, 1, *spatial) <= target, axis=0)
+    upper = jnp.clip(above_count, 1, log_sigma.shape[0] - 1)  # [level, ...]
+    lower = upper - 1
+    weight = (target - log_sigma[lower]) / (log_sigma[upper] - log_sigma[lower])
+
+    def interpolate(field):
+        low = jnp.take_along_axis(field, lower, axis=0)
+        return low + weight * (jnp.take_along_axis(field, upper, axis=0) - low)
+
+    below, above = target > log_sigma[-1], target < log_sigma[0]
+    exponent = gas_constant * LAPSE_RATE / gravity
+    ratio = jnp.exp(exponent * (target - log_sigma[-1]))  # (p / p_K)^(R gamma / g)
+    t_bottom, t_top = temperature[-1], temperature[0]
+    out = {
+        "temperature": jnp.where(
+            below, t_bottom * ratio, jnp.where(above, t_top, interpolate(temperature))
+        ),
+        "geopotential": jnp.where(
+            below,
+            geopotential[-1] + gravity * t_bottom / LAPSE_RATE * (1 - ratio),
+            jnp.where(
+                above,
+                geopotential[0] - gas_constant * t_top * (target - log_sigma[0]),
+                interpolate(geopotential),
+            ),
+        ),
+    }
+    for name, field in (("u_component_of_wind", u), ("v_component_of_wind", v)):
+        out[name] = jnp.where(
+            below, field[-1], jnp.where(above, field[0], interpolate(field))
+        )
+    return out
+
+
+# --- the run -------------------------------------------------------------------
+
+
+def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose):
+    """Spin up and write states from index `written` to `n_times`, in chunks."""
+    simulator = _simulator(
+        config["truncation"],
+        config["n_sigma_levels"],
+        config["time_step_minutes"],
+        tuple(config["levels"]),
+    )
+    spinup_intervals = round(config["spinup_days"] * 24 / OUTPUT_HOURS)
+    state, done = _load_checkpoint(simulator, checkpoint, config)
+    if state is None:
+        if written:
+            raise FileNotFoundError(
+                f"{store} holds {written} of {n_times} times but its checkpoint "
+                f"{checkpoint} is missing, so the run cannot continue. Pass "
+                f"years <= {written / (DAYS_PER_YEAR * 4)!r} to read what is there, "
+                "or delete the dataset to start again."
+            )
+        state, done = simulator.initial_state(config["seed"]), 0
+    in_store = max(0, done - spinup_intervals)
+    if in_store > written:
+        raise ValueError(
+            f"The checkpoint {checkpoint} is {in_store} states past the start of "
+            f"the output, but {store} holds only {written}. Delete both to start "
+            "again."
+        )
+    if written > in_store:  # interrupted after writing data, before checkpointing
+        _truncate_time(store, in_store)
+        written = in_store
+    label = f"Held-Suarez T{config['truncation']} L{config['n_sigma_levels']}"
+    start = time.perf_counter()
+    while done < spinup_intervals:
+        n = min(chunk_outputs, spinup_intervals - done)
+        for _ in range(n):  # the output step, its fields unused: one compilation
+            _, state = simulator.output_and_advance(state)
+        done += n
+        _save_checkpoint(checkpoint, state, done, config)
+        _report(verbose, label, "spin-up", done, spinup_intervals, start)
+    while written < n_times:
+        n = min(chunk_outputs, n_times - written)
+        outputs = []
+        for _ in range(n):
+            fields, state = simulator.output_and_advance(state)
+            outputs.append(fields)
+        stacked = {k: np.stack([np.asarray(o[k]) for o in outputs]) for k in outputs[0]}
+        _append(xr, store, simulator, config, stacked, written)
+        written += n
+        done += n
+        _save_checkpoint(checkpoint, state, done, config)
+        _report(verbose, label, "output", written, n_times, start)
+
+
+def _report(verbose, label, stage, done, total, start) -> None:
+    if verbose:
+        elapsed = time.perf_counter() - start
+        print(
+            f"{label}: {stage} {done / 4:g}/{total / 4:g} days, {elapsed:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _save_checkpoint(checkpoint: pathlib.Path, state, done: int, config) -> None:
+    """Write the modal state atomically (temporary file, then rename)."""
+    arrays = {k: np.asarray(v) for k, v in state.asdict().items() if k != "tracers"}
+    temporary = checkpoint.with_name(checkpoint.name + ".tmp.npz")
+    np.savez(
+        temporary,
+        done=np.int64(done),
+        config=np.str_(json.dumps(config, sort_keys=True)),
+        **{f"state_{k}": v for k, v in arrays.items()},
+    )
+    os.replace(temporary, checkpoint)
+
+
+def _load_checkpoint(simulator, checkpoint: pathlib.Path, config):
+    """(state, 6-hour intervals done) from the checkpoint, or (None, 0)."""
+    if not checkpoint.exists():
+        return None, 0
+    with np.load(checkpoint) as stored:
+        _check_config(json.loads(str(stored["config"])), config, checkpoint)
+        arrays = {
+            k[len("state_") :]: stored[k]
+            for k in stored.files
+            if k.startswith("state_")
+        }
+        return simulator.state_from_arrays(arrays), int(stored["done"])
+
+
+# --- storage -------------------------------------------------------------------
+
+
+def _zarr_options() -> dict:
+    """Zarr format 2 with consolidated metadata, as WeatherBench-2 stores are."""
+    import zarr
+
+    major = int(zarr.__version__.split(".")[0])
+    return dict(consolidated=True, **({"zarr_format": 2} if major >= 3 else {}))
+
+
+def _stored_times(xr, store: pathlib.Path, config) -> int:
+    if not store.exists():
+        return 0
+    with xr.open_zarr(store, consolidated=True) as existing:
+        _check_config(json.loads(existing.attrs.get(_CONFIG_ATTR, "{}")), config, store)
+        return existing.sizes["time"]
+
+
+def _append(xr, store, simulator, config, stacked: dict, written: int) -> None:
+    """Write states `written` ... onto the store (creating it for the first)."""
+    n = len(stacked["surface_pressure"])
+    times = EPOCH + np.timedelta64(OUTPUT_HOURS, "h") * np.arange(written, written + n)
+    dims = ("time", "level", "latitude", "longitude")
+    data = {
+        name: (
+            dims[:1] + dims[2:] if name == "surface_pressure" else dims,
+            stacked[name],
+        )
+        for name in _VARIABLES
+    }
+    dataset = xr.Dataset(
+        data,
+        coords=dict(
+            time=times,
+            level=np.asarray(config["levels"], np.int64),
+            latitude=simulator.latitude,
+            longitude=simulator.longitude,
+        ),
+    )
+    _describe(dataset, simulator, config)  # an append rewrites the attributes
+    if written == 0:
+        encoding = _encoding(dataset)
+        dataset.to_zarr(store, mode="w-", encoding=encoding, **_zarr_options())
+    else:
+        dataset.to_zarr(store, append_dim="time", **_zarr_options())
+
+
+def _encoding(dataset) -> dict:
+    """Zarr chunks of one simulated day per variable; time in hours since EPOCH."""
+    encoding = {
+        name: {"chunks": (_TIME_CHUNK, *dataset[name].shape[1:])} for name in _VARIABLES
+    }
+    encoding["time"] = {
+        "units": f"hours since {np.datetime_as_string(EPOCH, 'm')}",
+        "dtype": "int64",
+    }
+    return encoding
+
+
+def _describe(dataset, simulator, config) -> None:
+    """Units, names and provenance, in place."""
+    import keras_sphere
+
+    for name, (units, long_name, standard_name) in _VARIABLES.items():
+        dataset[name].attrs = dict(
+            units=units, long_name=long_name, standard_name=standard_name
+        )
+    dataset["latitude"].attrs = dict(
+        units="degrees_north", long_name="Latitude (Gaussian nodes, north first)"
+    )
+    dataset["longitude"].attrs = dict(units="degrees_east", long_name="Longitude")
+    dataset["level"].attrs = dict(units="hPa", long_name="Pressure level")
+    n_lat, n_lon = len(simulator.latitude), len(simulator.longitude)
+    dataset.attrs = dict(
+        title="Held-Suarez dry atmosphere simulated with dinosaur-dycore",
+        Conventions="CF-1.8",
+        generator=f"dinosaur-dycore {importlib.metadata.version('dinosaur-dycore')}",
+        keras_sphere_version=keras_sphere.__version__,
+        forcing="Held-Suarez (Held and Suarez 1994; dinosaur.held_suarez defaults)",
+        truncation=config["truncation"],
+        nodal_grid=f"gaussian {n_lat} x {n_lon} (n_lat x n_lon), no poles",
+        n_sigma_levels=config["n_sigma_levels"],
+        sigma_levels=[float(s) for s in simulator.sigma],
+        time_step_minutes=config["time_step_minutes"],
+        time_stepping=(
+            "dinosaur imex_rk_sil3 with exponential_step_filter(tau="
+            f"{simulator.filter_tau_seconds:.4g} s, order={_FILTER['order']}, "
+            f"cutoff={_FILTER['cutoff']})"
+        ),
+        initial_condition=(
+            "isothermal 288 K rest atmosphere, surface pressure "
+            f"{_P0_PA / 100:g} hPa plus a {_P1_PA / 100:g} hPa bump at a random "
+            "position (dinosaur isothermal_rest_atmosphere)"
+        ),
+        seed=config["seed"],
+        spinup_days=config["spinup_days"],
+        epoch=(
+            f"{np.datetime_as_string(EPOCH, 'm')} is the state after spinup_days; "
+            "steady forcing, so the calendar has no meaning"
+        ),
+        output_interval_hours=OUTPUT_HOURS,
+        extrapolation=EXTRAPOLATION_RULE,
+        gas_constant=simulator.gas_constant,
+        gravity=simulator.gravity,
+        lapse_rate=LAPSE_RATE,
+        **{_CONFIG_ATTR: json.dumps(config, sort_keys=True)},
+    )
+
+
+def _truncate_time(store: pathlib.Path, n_times: int) -> None:
+    """Drop states from index `n_times` on (written before a crash, unrecorded)."""
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r+")
+    for _, array in group.arrays():
+        if array.attrs.get("_ARRAY_DIMENSIONS", [None])[0] == "time":
+            array.resize((n_times, *array.shape[1:]))
+    zarr.consolidate_metadata(str(store))
+
+
+def _drop_encoding(dataset):
+    """`dataset` without the on-disk encoding of the file it came from."""
+    dataset = dataset.copy()
+    for variable in dataset.variables.values():
+        variable.encoding = {}
+    dataset["time"].encoding = {
+        "units": f"hours since {np.datetime_as_string(EPOCH, 'm')}"
+    }
+    return dataset
+
+
+def _to_netcdf(xr, store: pathlib.Path, path: pathlib.Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with xr.open_zarr(store, consolidated=True) as dataset:
+        _drop_encoding(dataset).to_netcdf(temporary)
+    os.replace(temporary, path)
+    shutil.rmtree(store)
+
+
+def _open(xr, path: pathlib.Path):
+    if path.suffix == ".nc":
+        return xr.open_dataset(path)
+    return xr.open_zarr(path, consolidated=True)

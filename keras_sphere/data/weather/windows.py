@@ -3,7 +3,11 @@
 A window starting at time t is the normalised state at t and the `steps` states after
 it, 6 h apart. Batches are read from the dataset when asked for (a zarr store opened
 with `open_wb2` stays on disk), so years of data never sit in memory. The rollout
-length can change between epochs (`set_steps`, for a curriculum).
+length can change between epochs (`set_steps`, or a `curriculum` of epoch -> steps).
+
+The order of windows depends only on the seed and the epoch (`start_epoch`), so a
+run resumed by `keras_sphere.training.fit_run` sees the batches an uninterrupted run
+would have seen.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class WeatherWindows(keras.utils.PyDataset):
         shuffle: shuffle window starts each epoch (seeded by `seed` and the epoch).
         seed: shuffling seed.
         stride: time steps between consecutive window starts (1 = every 6 h).
+        curriculum: optional function epoch -> rollout length, applied by
+            `start_epoch` (e.g. `WeatherForecaster`'s `rollout_curriculum`).
         **kwargs: `keras.utils.PyDataset` options (workers, use_multiprocessing).
 
     Batches: state (batch, n_lat, n_lon, channels) float32 and targets (batch,
@@ -47,6 +53,7 @@ class WeatherWindows(keras.utils.PyDataset):
         shuffle: bool = True,
         seed: int = 0,
         stride: int = 1,
+        curriculum=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -59,7 +66,8 @@ class WeatherWindows(keras.utils.PyDataset):
         if self.batch_size < 1 or self.stride < 1:
             raise ValueError("batch_size and stride must be >= 1.")
         self._epoch = 0
-        self.set_steps(steps)
+        self.curriculum = curriculum
+        self.set_steps(curriculum(0) if curriculum is not None else steps)
 
     def set_steps(self, steps: int) -> None:
         """Use rollouts of `steps` states from now on (a curriculum calls this)."""
@@ -100,6 +108,13 @@ class WeatherWindows(keras.utils.PyDataset):
         windows = np.stack([self.window(int(start)) for start in starts])
         return windows[:, 0], windows[:, 1:]
 
+    def start_epoch(self, epoch: int) -> None:
+        """Serve epoch `epoch`: its rollout length and its order of windows."""
+        self._epoch = int(epoch)
+        if self.curriculum is not None:
+            self.set_steps(self.curriculum(self._epoch))  # also reshuffles
+        else:
+            self._order = self._shuffled(self._epoch)
+
     def on_epoch_end(self) -> None:
-        self._epoch += 1
-        self._order = self._shuffled(self._epoch)
+        self.start_epoch(self._epoch + 1)

@@ -63,3 +63,19 @@ def test_splits_are_ordered_blocks_with_gaps(weather):
         split_by_time(dataset, (0.5, 0.2, 0.2))
     with pytest.raises(ValueError, match="cannot hold"):
         split_by_time(dataset, gap="30D")
+
+
+def test_start_epoch_sets_order_and_curriculum_steps(weather):
+    dataset = weather.random_dataset(GRID, n_time=12)
+    stats = compute_normalization(dataset, layout(), GRID)
+    windows = WeatherWindows(
+        dataset, stats, batch_size=2, seed=3, curriculum=lambda epoch: 1 + epoch
+    )
+    assert windows.steps == 1
+    windows.start_epoch(2)
+    assert windows.steps == 3 and windows[0][1].shape[1] == 3
+    resumed = WeatherWindows(
+        dataset, stats, batch_size=2, seed=3, curriculum=lambda epoch: 1 + epoch
+    )
+    resumed.start_epoch(2)  # a run restarted at epoch 2 sees the same batches
+    np.testing.assert_array_equal(resumed._order, windows._order)

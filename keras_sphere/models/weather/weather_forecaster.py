@@ -1,0 +1,607 @@
+"""`WeatherForecaster`: one 6 h step of a normalised atmosphere, and rollouts of it.
+
+A `WeatherBackbone` predicts standardised 6 h differences Delta of a normalised state
+x; the forecaster adds them back (``models.md`` section 2.4):
+
+    next state = x + delta_scale * Delta(x),
+
+with `delta_scale` the per-channel standard deviation of the normalised 6 h
+differences (ones by default). `rollout` iterates the step; `fit` and `evaluate` take
+targets (batch, steps, n_lat, n_lon, channels) and train or score a rollout of that
+many steps, backpropagating through all of them (``jax.lax.scan`` over steps, each
+step rematerialised in the backward pass with ``jax.checkpoint``, so memory grows
+with the number of steps only by one state per step).
+
+Loss (`RolloutMeanSquaredError`, the default of `compile`): the squared error of the
+predicted normalised states, divided per channel by delta_scale^2, i.e. measured in
+units of the 6 h differences' standard deviation (Keisler 2022). At the first step
+this is exactly the MSE of the standardised differences; later steps measure the
+accumulated state error on the same scale. It is averaged over steps, channels and
+the sphere with area weights (the grid's quadrature weights, so each region counts
+by its area rather than by its number of samples, and the loss is rotation-
+invariant), then over the batch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import keras_hub
+import numpy as np
+
+from keras_sphere._checks import check_finite
+from keras_sphere.models._trainer_state import restore_variables_on_error
+from keras_sphere.models.weather.weather_backbone import WeatherBackbone
+from keras_sphere.sphere import Grid
+
+__all__ = [
+    "AddScaledDifference",
+    "RolloutMeanSquaredError",
+    "WeatherForecaster",
+    "rollout_curriculum",
+]
+
+# Keisler (2022): rollout training lengthened from 1 step to 12 six-hour steps (3 days).
+MAX_CURRICULUM_STEPS = 12
+
+
+def rollout_curriculum(
+    epoch: int, *, max_steps: int = MAX_CURRICULUM_STEPS, epochs_per_step: int = 1
+) -> int:
+    """Rollout length to train an epoch on: 1 step, then one more per stage.
+
+    Args:
+        epoch: 0-based epoch index.
+        max_steps: the longest rollout (default 12 six-hour steps, 3 days).
+        epochs_per_step: epochs trained at each length before it grows.
+
+    Returns:
+        min(max_steps, 1 + epoch // epochs_per_step). Build targets of that many
+        steps for the epoch (a new length compiles a new training step once).
+
+    Raises:
+        ValueError: if epoch < 0, max_steps < 1 or epochs_per_step < 1.
+
+    Example:
+        >>> [rollout_curriculum(e, epochs_per_step=2) for e in range(6)]
+        [1, 1, 2, 2, 3, 3]
+    """
+    if epoch < 0 or max_steps < 1 or epochs_per_step < 1:
+        raise ValueError(
+            "rollout_curriculum needs epoch >= 0, max_steps >= 1 and "
+            f"epochs_per_step >= 1. Received: epoch={epoch}, max_steps={max_steps}, "
+            f"epochs_per_step={epochs_per_step}"
+        )
+    return int(min(max_steps, 1 + epoch // epochs_per_step))
+
+
+def check_delta_scale(delta_scale, num_scalar_channels: int, num_wind_levels: int):
+    """Validated per-channel scales of the 6 h differences, as a tuple of floats.
+
+    u and v of one level must share one scale: a rotation mixes them (u + i v is a
+    spin-1 field), so different scales would break rotation equivariance.
+
+    Raises:
+        ValueError: wrong length, non-positive or non-finite entries, or u and v of
+            a level with different scales.
+    """
+    channels = num_scalar_channels + 2 * num_wind_levels
+    if delta_scale is None:
+        return (1.0,) * channels
+    scale = np.asarray(delta_scale, np.float64).reshape(-1)
+    if scale.shape != (channels,):
+        raise ValueError(
+            f"delta_scale needs one value per state channel ({channels}: "
+            f"{num_scalar_channels} scalars, {num_wind_levels} u, "
+            f"{num_wind_levels} v). Received {scale.shape[0]} values."
+        )
+    if not (np.isfinite(scale).all() and (scale > 0).all()):
+        raise ValueError(
+            f"delta_scale must be positive and finite. Received: {scale.tolist()}"
+        )
+    u = scale[num_scalar_channels : num_scalar_channels + num_wind_levels]
+    v = scale[num_scalar_channels + num_wind_levels :]
+    if not np.allclose(u, v, rtol=1e-6, atol=0.0):
+        raise ValueError(
+            "u and v of each level must share one delta_scale (u + i v rotates as "
+            "one spin-1 field; compute one scale per level from both components). "
+            f"Received u scales {u.tolist()} and v scales {v.tolist()}."
+        )
+    return tuple(float(s) for s in scale)
+
+
+@keras.saving.register_keras_serializable(package="keras_sphere")
+class AddScaledDifference(keras.layers.Layer):
+    """next_state = state + delta_scale * difference, per channel, in float32.
+
+    Inputs are not cast to the compute dtype (``autocast=False``): the state keeps
+    float32 under mixed precision, so long rollouts do not accumulate bfloat16
+    rounding.
+
+    Args:
+        delta_scale: per-channel scale (channels,).
+
+    Call arguments:
+        inputs: [state, difference], both (batch, ..., channels).
+
+    Returns:
+        float32, the shape of `state`.
+    """
+
+    def __init__(self, delta_scale, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.delta_scale = tuple(float(s) for s in delta_scale)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, "float32")
+
+    def call(self, inputs):
+        import jax.numpy as jnp
+
+        state, difference = inputs
+        scale = jnp.asarray(self.delta_scale, jnp.float32)
+        return jnp.asarray(state, jnp.float32) + scale * jnp.asarray(
+            difference, jnp.float32
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "delta_scale": list(self.delta_scale)}
+
+
+@keras.saving.register_keras_serializable(package="keras_sphere")
+class RolloutMeanSquaredError(keras.losses.Loss):
+    """Area-weighted squared error of normalised states in units of delta_scale.
+
+    For targets y and predictions p of shape (batch, steps, n_lat, n_lon, channels)
+    (or one step, (batch, n_lat, n_lon, channels)), the loss of an example is
+
+        mean over steps, rows j, columns, channels c of
+            w_j ((p - y) / delta_scale_c)^2,
+
+    with w_j the grid's quadrature weight of row j scaled to mean 1 over the grid
+    (area weighting). Per-example losses are then reduced as any Keras loss
+    (sample weights apply per example).
+
+    Args:
+        delta_scale: per-channel scale (channels,), as the forecaster's.
+        grid_shape: (n_lat, n_lon) of the state.
+        name: loss name.
+        reduction: Keras reduction of the per-example losses.
+        dtype: computation dtype (default float32).
+    """
+
+    def __init__(
+        self,
+        delta_scale,
+        grid_shape,
+        name: str = "rollout_mean_squared_error",
+        reduction: str = "sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.delta_scale = tuple(float(s) for s in delta_scale)
+        self.grid_shape = tuple(int(n) for n in grid_shape)
+        grid = Grid(*self.grid_shape)
+        # q_j n_lat n_lon / (4 pi): the mean over all samples of these is 1.
+        self._row_weights = (
+            grid.weights * grid.n_lat * grid.n_lon / (4.0 * np.pi)
+        ).astype(np.float32)
+
+    def call(self, y_true, y_pred):
+        from keras import ops
+
+        scale = ops.convert_to_tensor(np.asarray(self.delta_scale, np.float32))
+        error = ops.square((y_pred - y_true) / scale)
+        # Rows are axis -3 in both layouts: [..., n_lat, n_lon, channels].
+        weighted = error * ops.convert_to_tensor(self._row_weights[:, None, None])
+        axes = tuple(range(1, len(weighted.shape)))
+        return ops.mean(weighted, axis=axes)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "reduction": self.reduction,
+            "dtype": self.dtype,
+            "delta_scale": list(self.delta_scale),
+            "grid_shape": list(self.grid_shape),
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_sphere")
+class WeatherForecaster(keras_hub.models.Task):
+    """Steps a normalised atmospheric state forward by 6 h; rolls out and trains.
+
+    ``forecaster(state)`` and `predict` return the next state; `rollout` iterates
+    it; `fit` and `evaluate` take targets of one or several steps (module docstring
+    for the loss). NumPy arrays work with `compile`, `fit`, `evaluate` and
+    `predict` (no keras-hub preprocessing pipeline runs); arrays are checked for
+    their shape and for NaN or infinite values, and a call that fails leaves the
+    weights in place.
+
+    Args:
+        backbone: a `WeatherBackbone`.
+        delta_scale: per-channel standard deviation of the normalised 6 h
+            differences (channels,), default ones (or the `normalization`'s
+            ``delta_std``). u and v of a level must share one value (rotation
+            equivariance).
+        normalization: the training statistics
+            (`keras_sphere.data.weather.Normalization` or its ``to_dict()``), kept
+            in the config so that a saved or preset model carries them and
+            `keras_sphere.weather.forecast` can work in physical units.
+        preprocessor: unused (keras-hub signature); must be None.
+
+    Input: float32 (batch, n_lat, n_lon, channels), the normalised state in the
+    backbone's channel layout (scalars, u per level, v per level), north pole first.
+    Output: float32, the same shape: the normalised state 6 h later.
+
+    Example:
+        >>> backbone = WeatherBackbone((16, 16), 2, 1, widths=(4, 8))
+        >>> forecaster = WeatherForecaster(backbone, delta_scale=[0.1, 0.2, 0.3, 0.3])
+        >>> forecaster.rollout(np.zeros((1, 16, 16, 4), "float32"), steps=3).shape
+        (1, 3, 16, 16, 4)
+    """
+
+    backbone_cls = WeatherBackbone
+    preprocessor_cls = None
+
+    def __init__(
+        self,
+        backbone: WeatherBackbone,
+        delta_scale=None,
+        preprocessor=None,
+        *,
+        normalization=None,
+        **kwargs,
+    ):
+        if preprocessor is not None:
+            raise ValueError(
+                "WeatherForecaster takes normalised states directly: preprocessor=None."
+            )
+        if not isinstance(backbone, WeatherBackbone):
+            raise TypeError(
+                "backbone must be a WeatherBackbone. Received: "
+                f"{type(backbone).__name__}"
+            )
+        normalization = _checked_normalization(normalization, backbone)
+        if delta_scale is None and normalization is not None:
+            delta_scale = normalization["delta_std"]
+        delta_scale = check_delta_scale(
+            delta_scale, backbone.num_scalar_channels, backbone.num_wind_levels
+        )
+        self.backbone = backbone
+        self.preprocessor = None
+        state = keras.Input((*backbone.grid_shape, backbone.channels), name="state")
+        difference = backbone(state)
+        next_state = AddScaledDifference(
+            delta_scale, name="next_state", dtype=backbone.dtype_policy
+        )([state, difference])
+        # compile() (called by Task.__init__) reads these.
+        self.delta_scale = delta_scale
+        self.grid_shape = backbone.grid_shape
+        super().__init__(inputs=state, outputs=next_state, **kwargs)
+        self.delta_scale = delta_scale
+        self.grid_shape = backbone.grid_shape
+        self.normalization = normalization
+        self._rollout_functions = {}
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        """(n_lat, n_lon, channels) of one state."""
+        return (*self.backbone.grid_shape, self.backbone.channels)
+
+    def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
+        """Adam(1e-3) and `RolloutMeanSquaredError` by default, no metrics."""
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(1e-3)
+        if loss == "auto":
+            loss = RolloutMeanSquaredError(self.delta_scale, self.grid_shape)
+        if metrics == "auto":
+            metrics = None
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Compile a loaded model as it was saved (optimizer, loss, metrics)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # -- rollouts ----------------------------------------------------------------------
+
+    def stateless_rollout(
+        self,
+        trainable_variables,
+        non_trainable_variables,
+        state,
+        steps: int,
+        training: bool = False,
+    ):
+        """`steps` forecast steps from `state`, without side effects (JAX).
+
+        One ``jax.lax.scan`` over steps; each step is ``jax.checkpoint``-ed, so a
+        gradient through the rollout keeps one state per step and recomputes the
+        rest. Batch-norm statistics (in training) are carried from step to step;
+        the transform tables are shared by all steps.
+
+        Args:
+            trainable_variables: values of `self.trainable_variables`.
+            non_trainable_variables: values of `self.non_trainable_variables`.
+            state: float32 (batch, n_lat, n_lon, channels).
+            steps: number of 6 h steps (>= 1), a Python int.
+            training: run the layers in training mode (batch statistics).
+
+        Returns:
+            (states, non_trainable_variables): float32
+            (batch, steps, n_lat, n_lon, channels), the states after 1 .. steps
+            steps; and the updated non-trainable values (moving statistics).
+        """
+        import jax
+        import jax.numpy as jnp
+
+        steps = _check_steps(steps)
+        weights = {id(v) for v in self.non_trainable_weights}
+        carried = [
+            index
+            for index, variable in enumerate(self.non_trainable_variables)
+            if id(variable) in weights
+        ]
+        fixed = list(non_trainable_variables)
+
+        def step(carry, _):
+            current, statistics = carry
+            values = list(fixed)
+            for index, value in zip(carried, statistics, strict=True):
+                values[index] = value
+            following, values = self.stateless_call(
+                trainable_variables, values, current, training=training
+            )
+            following = jnp.asarray(following, jnp.float32)
+            return (following, [values[index] for index in carried]), following
+
+        start = (jnp.asarray(state, jnp.float32), [fixed[index] for index in carried])
+        (_, statistics), states = jax.lax.scan(
+            jax.checkpoint(step), start, None, length=steps
+        )
+        for index, value in zip(carried, statistics, strict=True):
+            fixed[index] = value
+        return jnp.moveaxis(states, 0, 1), fixed  # [steps, b, ...] -> [b, steps, ...]
+
+    def rollout(self, state, steps: int, *, training: bool = False):
+        """Forecast `steps` 6 h steps from `state` by iterating the model.
+
+        Compiled once per (steps, training) and reused; works inside traced
+        functions too.
+
+        Args:
+            state: float (batch, n_lat, n_lon, channels), a normalised state.
+            steps: number of 6 h steps (>= 1).
+            training: training-mode layers; the batch norms' moving statistics are
+                then updated once per step.
+
+        Returns:
+            float32 (batch, steps, n_lat, n_lon, channels): the states 6 h, 12 h,
+            ... after `state` (a JAX array; ``np.asarray`` makes it NumPy).
+
+        Raises:
+            ValueError: wrong state shape, non-finite values, or steps < 1.
+        """
+        import jax
+
+        steps = _check_steps(steps)
+        if not isinstance(state, jax.core.Tracer):
+            state = self._check_state(state, "state")
+        trainable = [v.value for v in self.trainable_variables]
+        non_trainable = [v.value for v in self.non_trainable_variables]
+        key = (steps, bool(training))
+        if key not in self._rollout_functions:
+            self._rollout_functions[key] = jax.jit(
+                functools.partial(
+                    self.stateless_rollout, steps=steps, training=bool(training)
+                )
+            )
+        states, non_trainable = self._rollout_functions[key](
+            trainable, non_trainable, state
+        )
+        if training:
+            weights = {id(v) for v in self.non_trainable_weights}
+            for variable, value in zip(
+                self.non_trainable_variables, non_trainable, strict=True
+            ):
+                if id(variable) in weights:
+                    variable.assign(value)
+        return states
+
+    # -- training: the trainer's loss step, over a rollout ---------------------------
+
+    def compute_loss_and_updates(
+        self,
+        trainable_variables,
+        non_trainable_variables,
+        metrics_variables,
+        x,
+        y,
+        sample_weight,
+        training=False,
+        optimizer_variables=None,
+    ):
+        """Keras' JAX loss step with `y_pred` the rollout of `y`'s length.
+
+        Targets (batch, steps, n_lat, n_lon, channels) are compared with a
+        rollout of `steps` steps; targets (batch, n_lat, n_lon, channels) with one
+        step. Otherwise as ``JAXTrainer.compute_loss_and_updates`` (Keras 3.15).
+        """
+        from keras import StatelessScope
+
+        if y is None:
+            raise ValueError(
+                "WeatherForecaster trains on targets: pass y with shape (batch, "
+                "steps, n_lat, n_lon, channels) (or one step without the steps axis)."
+            )
+        is_one_step = len(y.shape) == 4
+        steps = 1 if is_one_step else int(y.shape[1])
+        y_pred, non_trainable_variables = self.stateless_rollout(
+            trainable_variables, non_trainable_variables, x, steps, training=training
+        )
+        if is_one_step:
+            y_pred = y_pred[:, 0]
+        loss, variables = self.stateless_compute_loss(
+            trainable_variables,
+            non_trainable_variables,
+            metrics_variables,
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
+        )
+        trainable_variables, non_trainable_variables, metrics_variables = variables
+        unscaled_loss = loss
+        if training and self.optimizer is not None:
+            # Loss scaling of mixed precision, as in Keras' JAX trainer.
+            mapping = list(
+                zip(self.optimizer.variables, optimizer_variables, strict=True)
+            )
+            with StatelessScope(state_mapping=mapping):
+                loss = self.optimizer.scale_loss(loss)
+        return loss, (unscaled_loss, y_pred, non_trainable_variables, metrics_variables)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, **kwargs):
+        y_pred = _as_rollout_of(y, y_pred)
+        return super().compute_loss(x, y, y_pred, sample_weight, **kwargs)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        y_pred = _as_rollout_of(y, y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    # -- entry points: checked arrays, no keras-hub preprocessing -------------------
+
+    def _check_state(self, state, what: str):
+        """float32 array of states (n, n_lat, n_lon, channels), checked."""
+        values = np.asarray(state, np.float32)
+        if values.ndim != 4 or values.shape[1:] != self.state_shape:
+            raise ValueError(
+                f"{what} must have shape (batch, {_listed(self.state_shape)}): "
+                f"normalised states on the {self.grid_shape[0]} x "
+                f"{self.grid_shape[1]} grid (north pole first) with "
+                f"{self.backbone.num_scalar_channels} scalar channels, then "
+                f"{self.backbone.num_wind_levels} of u and of v. Received shape "
+                f"{values.shape}."
+            )
+        check_finite(values, what)
+        return values
+
+    def _check_arrays(self, x, y=None) -> None:
+        """Check states and targets given as arrays (datasets pass unchecked)."""
+        if _is_array(x):
+            self._check_state(x, "x")
+        if _is_array(y):
+            values = np.asarray(y)
+            if values.ndim not in (4, 5) or values.shape[-3:] != self.state_shape:
+                raise ValueError(
+                    "y must have shape (batch, steps, "
+                    f"{_listed(self.state_shape)}) (the states after 1 .. "
+                    "steps 6 h steps) or one step without the steps axis. Received "
+                    f"shape {values.shape}."
+                )
+            check_finite(values, "y")
+
+    # Without a preprocessor there is nothing for keras-hub's tf.data pipeline to
+    # do: Keras' own loops run (they take NumPy arrays and PyDatasets), as in
+    # QM9Regressor. A failed call keeps the weights (`restore_variables_on_error`).
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """As `keras.Model.fit`; `y` holds the target states of a rollout."""
+        self._check_arrays(x, y)
+        with restore_variables_on_error(self, build_optimizer=True):
+            return keras.Model.fit(self, x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """As `keras.Model.evaluate`; `y` holds the target states of a rollout."""
+        self._check_arrays(x, y)
+        with restore_variables_on_error(self):
+            return keras.Model.evaluate(self, x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """The next state of each state, as `keras.Model.predict`."""
+        self._check_arrays(x)
+        with restore_variables_on_error(self):
+            return keras.Model.predict(self, x, *args, **kwargs)
+
+    train_on_batch = keras.Model.train_on_batch
+    test_on_batch = keras.Model.test_on_batch
+    predict_on_batch = keras.Model.predict_on_batch
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"delta_scale": list(self.delta_scale), "normalization": self.normalization}
+        )
+        return config
+
+
+def _checked_normalization(normalization, backbone) -> dict | None:
+    """The statistics as a JSON-ready dict, checked against the backbone's channels."""
+    if normalization is None:
+        return None
+    from keras_sphere.data.weather.normalization import Normalization
+
+    if isinstance(normalization, dict):
+        normalization = Normalization.from_dict(normalization)
+    if not isinstance(normalization, Normalization):
+        raise TypeError(
+            "normalization must be a keras_sphere.data.weather.Normalization or its "
+            f"to_dict(). Received: {type(normalization).__name__}"
+        )
+    layout = normalization.layout
+    if (layout.num_scalar_channels, layout.num_wind_levels) != (
+        backbone.num_scalar_channels,
+        backbone.num_wind_levels,
+    ):
+        raise ValueError(
+            f"normalization has {layout.num_scalar_channels} scalar channels and "
+            f"{layout.num_wind_levels} wind levels; the backbone "
+            f"{backbone.num_scalar_channels} and {backbone.num_wind_levels}."
+        )
+    return normalization.to_dict()
+
+
+def _check_steps(steps) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1. Received: steps={steps!r}")
+    return int(steps)
+
+
+def _listed(shape) -> str:
+    return ", ".join(str(n) for n in shape)
+
+
+def _is_array(value) -> bool:
+    return value is not None and all(
+        hasattr(value, attribute) for attribute in ("shape", "__array__")
+    )
+
+
+def _as_rollout_of(y, y_pred):
+    """`y_pred` with the steps axis of `y` where Keras traces a one-step prediction.
+
+    Keras builds the loss and metrics once, symbolically, from the model's own
+    output (one step) and the targets (`Trainer._symbolic_build`); the real steps
+    always compare a rollout of y's length (`compute_loss_and_updates`). Only in
+    that symbolic build is the one-step prediction repeated along the steps axis.
+    """
+    if y is None or y_pred is None or len(y_pred.shape) == len(y.shape):
+        return y_pred
+    from keras import ops
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+    if len(y_pred.shape) == len(y.shape) - 1 and in_symbolic_scope():
+        return ops.broadcast_to(ops.expand_dims(y_pred, 1), ops.shape(y))
+    raise ValueError(
+        f"Predictions of shape {tuple(y_pred.shape)} do not match targets of shape "
+        f"{tuple(y.shape)}; WeatherForecaster compares targets (batch, steps, ...) "
+        "with a rollout of as many steps (see compute_loss_and_updates)."
+    )

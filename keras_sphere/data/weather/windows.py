@@ -37,6 +37,10 @@ class WeatherWindows(keras.utils.PyDataset):
         stride: time steps between consecutive window starts (1 = every 6 h).
         curriculum: optional function epoch -> rollout length, applied by
             `start_epoch` (e.g. `WeatherForecaster`'s `rollout_curriculum`).
+        steps_per_epoch: batches per Keras epoch (default: one pass over the
+            windows). Epochs then walk through an endless sequence of passes, each
+            shuffled by (seed, pass), so epochs can be short (checkpoints) without
+            repeating windows.
         **kwargs: `keras.utils.PyDataset` options (workers, use_multiprocessing).
 
     Batches: state (batch, n_lat, n_lon, channels) float32 and targets (batch,
@@ -54,6 +58,7 @@ class WeatherWindows(keras.utils.PyDataset):
         seed: int = 0,
         stride: int = 1,
         curriculum=None,
+        steps_per_epoch: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -66,6 +71,9 @@ class WeatherWindows(keras.utils.PyDataset):
         if self.batch_size < 1 or self.stride < 1:
             raise ValueError("batch_size and stride must be >= 1.")
         self._epoch = 0
+        self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError("steps_per_epoch must be >= 1.")
         self.curriculum = curriculum
         self.set_steps(curriculum(0) if curriculum is not None else steps)
 
@@ -92,8 +100,12 @@ class WeatherWindows(keras.utils.PyDataset):
     def num_windows(self) -> int:
         return int(self._starts.size)
 
-    def __len__(self) -> int:
+    @property
+    def batches_per_pass(self) -> int:
         return math.ceil(self.num_windows / self.batch_size)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch or self.batches_per_pass
 
     def window(self, start: int) -> np.ndarray:
         """Normalised states start .. start + steps: (steps + 1, lat, lon, channels)."""
@@ -104,7 +116,13 @@ class WeatherWindows(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
-        starts = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        order, index = self._order, index
+        if self.steps_per_epoch is not None:  # position in the endless sequence
+            passes, index = divmod(
+                self._epoch * self.steps_per_epoch + index, self.batches_per_pass
+            )
+            order = self._shuffled(passes)
+        starts = order[index * self.batch_size : (index + 1) * self.batch_size]
         windows = np.stack([self.window(int(start)) for start in starts])
         return windows[:, 0], windows[:, 1:]
 

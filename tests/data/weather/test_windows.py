@@ -79,3 +79,27 @@ def test_start_epoch_sets_order_and_curriculum_steps(weather):
     )
     resumed.start_epoch(2)  # a run restarted at epoch 2 sees the same batches
     np.testing.assert_array_equal(resumed._order, windows._order)
+
+
+def test_short_epochs_walk_through_whole_passes(weather):
+    dataset = weather.random_dataset(GRID, n_time=12)
+    stats = compute_normalization(dataset, layout(), GRID)
+    windows = WeatherWindows(dataset, stats, batch_size=2, seed=5, steps_per_epoch=2)
+    assert len(windows) == 2 and windows.batches_per_pass == 6
+    seen = []
+    for epoch in range(3):  # three short epochs = one pass of 11 windows
+        windows.start_epoch(epoch)
+        for index in range(len(windows)):
+            state = windows[index][0]
+            seen += [
+                int(
+                    np.argmin(
+                        np.abs(
+                            stats.normalize(layout().stack(dataset))[:, 0, 0, 0]
+                            - s[0, 0, 0]
+                        )
+                    )
+                )
+                for s in state
+            ]
+    assert sorted(seen) == list(range(11))

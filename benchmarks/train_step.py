@@ -97,8 +97,9 @@ from _runner import report_case
 from _runner import run_marked
 from _runner import wait_for_idle
 
-CONFIG_NAMES = ("qm9", "mnist", "qm9_preset")
-OURS_ONLY = ("qm9_preset",)  # configurations without a reference counterpart
+CONFIG_NAMES = ("qm9", "mnist", "qm9_preset", "weather_64", "weather_256")
+# Configurations without a reference counterpart.
+OURS_ONLY = ("qm9_preset", "weather_64", "weather_256")
 CONFIGS: dict[str, dict[str, Any]] = {
     "qm9": {
         "description": "QM9 backbone, 16 molecules x 18 atoms, 32 x 32",
@@ -128,7 +129,23 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "batch 16 molecules of QM9's atom-count mix, 20 atom slots per molecule",
         "batch": 16,
     },
+    # Issue 19's UNet: the weather_64 recipe's WeatherForecaster (widths 32, 64, 128,
+    # num_filter_params 8; z and t on 4 levels as spin 0, wind on 4 levels as spin
+    # 1), one-step rollouts, batch 1; also times a 20-step forecast (inference).
+    "weather_64": {
+        "description": "weather_64 recipe's WeatherForecaster, 64 x 64, batch 1, "
+        "1-step rollout; plus a 20-step forecast",
+        "batch": 1,
+        "grid_size": 64,
+    },
+    "weather_256": {
+        "description": "the same WeatherForecaster on 256 x 256 (L = 127), batch 1, "
+        "1-step rollout; plus a 20-step forecast",
+        "batch": 1,
+        "grid_size": 256,
+    },
 }
+FORECAST_STEPS = 20
 STEPS = 3  # timed steps per case
 WARMUP_STEPS = 1  # untimed steps between the compiling step and the timed ones
 TARGET_SPEEDUP = 5.0
@@ -389,12 +406,40 @@ _QM9_ATOM_COUNTS = np.array(
 _QM9_ATOM_COUNT_SHARES = _QM9_ATOM_COUNTS / _QM9_ATOM_COUNTS.sum()
 
 
+def build_ours_weather(config: Result):
+    """The weather_64 recipe's forecaster on the configuration's grid: (model, x, y)."""
+    import dataclasses
+
+    import keras
+
+    sys.path.insert(0, str(REPO_ROOT / "zoo" / "weather_64"))
+    from train import VARIABLES
+    from train import Recipe
+    from train import build_model
+
+    from keras_sphere.data.weather import ChannelLayout
+    from keras_sphere.data.weather import Normalization
+
+    recipe = dataclasses.replace(Recipe(), grid_size=config["grid_size"])
+    layout = ChannelLayout.from_variables(VARIABLES, recipe.levels)
+    ones = [1.0] * layout.num_channels
+    model = build_model(recipe, Normalization(layout, [0.0] * len(ones), ones, ones))
+    rng = np.random.default_rng(SEED)
+    shape = (config["batch"], *recipe.grid.shape, layout.num_channels)
+    x = rng.normal(size=shape).astype(np.float32)
+    y = rng.normal(size=(shape[0], 1, *shape[1:])).astype(np.float32)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=True)
+    return model, x, y
+
+
 def build_ours(name: str):
     """Built and compiled keras_sphere model of configuration `name`: (model, x, y)."""
     builder = {
         "qm9": build_ours_qm9,
         "mnist": build_ours_mnist,
         "qm9_preset": build_ours_qm9_preset,
+        "weather_64": build_ours_weather,
+        "weather_256": build_ours_weather,
     }[name]
     return builder(CONFIGS[name])
 
@@ -422,6 +467,12 @@ def run_ours(name: str, steps: int, devices: int = 1) -> Result:
     record["molecules_per_s"] = (
         CONFIGS[name]["batch"] / record["step_s"] if "qm9" in name else None
     )
+    if name.startswith("weather"):  # a 5-day forecast: inference only
+        forecast = time_steps(
+            lambda: np.asarray(model.rollout(x, FORECAST_STEPS)).mean(), 2
+        )
+        record["forecast_20_steps_s"] = forecast["step_s"]
+        record["forecast_compile_s"] = forecast["compile_s"]
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     record.update(
         {

@@ -57,7 +57,7 @@ def main(argv=None) -> None:
         trainable = [v.value for v in model.trainable_variables]
         others = [v.value for v in model.non_trainable_variables]
 
-        def loss(trainable, others, x):
+        def loss(trainable, others, x, model=model):
             y, _ = model.stateless_call(trainable, others, x, training=True)
             return (y**2).mean()
 

@@ -7,29 +7,20 @@ import math
 import keras
 import numpy as np
 
+from keras_sphere.layers.degree_mixing import mix_degrees
 from keras_sphere.layers.lazy_variables import add_lazy_weight
 from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
 from keras_sphere.layers.spins import normalize_spins
 from keras_sphere.layers.spins import read_float32
-from keras_sphere.layers.spins import real_block_matrix
 from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.sphere import Grid
 
 __all__ = [
-    "GAUSS_MIN_PRODUCT",
     "SpinSphericalConv",
-    "degree_block_width",
     "localized_interpolation",
-    "mix_degrees",
 ]
-
-# mix_degrees uses three real GEMMs per block of degrees (Gauss) when
-# width_in * width_out is at least this (QM9 blocks: 256 x 256 and more), else one
-# real block GEMM (its fewer, larger operations win for narrow layers such as
-# spherical MNIST's).
-GAUSS_MIN_PRODUCT = 128 * 128
 
 _REPRESENTATIONS = ("spatial", "spectral")
 
@@ -369,95 +360,6 @@ class SpinSphericalConv(keras.layers.Layer):
             }
         )
         return config
-
-
-def degree_block_width(ell_max: int) -> int:
-    """Degrees per batched product of `mix_degrees`: (L + 1) / 4, from 4 to 16.
-
-    Measured forward and backward for one layer (batch 1, 2 spins), against one
-    product per degree: at L = 127 (32 channels) 2.29 s -> 0.11 s per step and 38 s
-    -> 5.6 s of compilation with 16 degrees per block (width 32: 0.16 s and 3.3 s;
-    all 128 at once: 0.22 s and 1.2 s, half of it multiplying padding); at L = 31,
-    81 -> 7 ms with 8; at L = 7 (QM9, 128 channels) 12 -> 10 ms with 4. Narrower
-    blocks waste less on orders |m| > ell but hand XLA more operations.
-    """
-    return min(16, max(4, (ell_max + 1) // 4))
-
-
-def mix_degrees(coeffs, kernel_real, kernel_imag):
-    """The spectral convolution: each degree mixed across spins and channels.
-
-    out[b, ell, m, o, d] = sum_{i, c} coeffs[b, ell, m, i, c] K[ell, i, o, c, d] for
-    |m| <= ell, zero elsewhere, with K = kernel_real + i kernel_imag.
-
-    Degrees run in blocks of `degree_block_width`: a block [l0, l1) takes the orders
-    |m| <= l1 - 1 of its degrees and multiplies them by each degree's kernel in one
-    batched real product (degree as the batch dimension), so that a layer is a
-    fixed handful of operations at any bandlimit. With x = a + i b and
-    K = Kr + i Ki, wide products (width_in * width_out >= `GAUSS_MIN_PRODUCT`)
-    run as three real products (Gauss): t1 = a Kr, t2 = b Ki,
-    t3 = (a + b)(Kr + Ki), out = (t1 - t2) + i (t3 - t1 - t2), 3/4 of the
-    arithmetic of the real block product [a, b] [[Kr, Ki], [-Ki, Kr]] (measured
-    1.05-1.2x faster forward and backward on the QM9 blocks; relative error 1.3e-6
-    against a float64 einsum, against 1.0e-6 for the block product). Narrow ones
-    (the spherical-MNIST layers, 32-64 wide) run as the one block product.
-
-    Args:
-        coeffs: complex, (batch, L + 1, 2L + 1, S_in, C_in); entries with |m| > ell
-            are ignored.
-        kernel_real: float32, (L + 1, S_in, S_out, C_in, C_out).
-        kernel_imag: float32, same shape.
-
-    Returns:
-        complex64, (batch, L + 1, 2L + 1, S_out, C_out).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    batch, n_ell, _, n_in, c_in = coeffs.shape
-    ell_max = n_ell - 1
-    n_out, c_out = kernel_real.shape[2], kernel_real.shape[4]
-    width_in, width_out = n_in * c_in, n_out * c_out
-
-    def per_degree(part):  # [ell, i, o, c, d] -> [ell, (i c), (o d)]
-        part = jnp.asarray(part, jnp.float32)
-        return jnp.transpose(part, (0, 1, 3, 2, 4)).reshape(n_ell, width_in, width_out)
-
-    real, imag = per_degree(kernel_real), per_degree(kernel_imag)
-    gauss = width_in * width_out >= GAUSS_MIN_PRODUCT
-    if gauss:
-        both = real + imag
-    else:
-        block = real_block_matrix(real, imag)  # [ell, 2 (i c), 2 (o d)]
-
-    def product(rows, kernel):  # [b, l, m, k] x [l, k, d] -> [b, l, m, d]
-        return jnp.einsum("blmk,lkd->blmd", rows, kernel, precision="highest")
-
-    width = degree_block_width(ell_max)
-    blocks = []
-    for l0 in range(0, n_ell, width):
-        l1 = min(l0 + width, n_ell)
-        top = l1 - 1  # the block's orders: |m| <= top
-        rows = coeffs[:, l0:l1, ell_max - top : ell_max + top + 1]
-        rows = rows.reshape(batch, l1 - l0, 2 * top + 1, width_in)
-        rows_real = rows.real.astype(jnp.float32)
-        rows_imag = rows.imag.astype(jnp.float32)
-        if gauss:
-            t1 = product(rows_real, real[l0:l1])
-            t2 = product(rows_imag, imag[l0:l1])
-            t3 = product(rows_real + rows_imag, both[l0:l1])
-            out = jax.lax.complex(t1 - t2, t3 - t1 - t2)
-        else:
-            parts = product(
-                jnp.concatenate([rows_real, rows_imag], axis=-1), block[l0:l1]
-            )
-            out = jax.lax.complex(parts[..., :width_out], parts[..., width_out:])
-        # Orders |m| > ell of the block's lower degrees were multiplied too: zero them.
-        exists = np.abs(np.arange(-top, top + 1))[None, :] <= np.arange(l0, l1)[:, None]
-        out = out * exists[None, :, :, None].astype(np.float32)
-        out = jnp.pad(out, ((0, 0), (0, 0), (ell_max - top, ell_max - top), (0, 0)))
-        blocks.append(out.reshape(batch, l1 - l0, 2 * ell_max + 1, n_out, c_out))
-    return jnp.concatenate(blocks, axis=1)
 
 
 def _truncate_spectral(coeffs, ell_max, truncate):

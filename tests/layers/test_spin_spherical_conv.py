@@ -3,7 +3,6 @@ import pytest
 
 from keras_sphere.layers import SpinSphericalConv
 from keras_sphere.layers.spin_spherical_conv import localized_interpolation
-from keras_sphere.layers.spin_spherical_conv import mix_degrees
 from keras_sphere.sphere import Grid
 from keras_sphere.testing import assert_equivariant
 from keras_sphere.testing import flip_spatial
@@ -205,37 +204,6 @@ def test_localized_with_all_anchors_equals_full(rng):
         getattr(full, name).assign(np.moveaxis(value, -1, 0))
     np.testing.assert_allclose(full(inputs), local(inputs), atol=1e-6)
     np.testing.assert_allclose(localized_interpolation(3, 4), np.eye(4))
-
-
-@pytest.mark.parametrize(
-    "channels_in, channels_out, gauss",
-    [(6, 4, False), (64, 64, True)],
-    ids=["block-product", "gauss"],
-)
-def test_mix_degrees_equals_complex_einsum(rng, channels_in, channels_out, gauss):
-    # Oracle: the complex einsum in float64, zero where |m| > ell. The real forms
-    # sum 2 * S_in * C_in float32 terms per output (24 and 256 here), and Gauss's
-    # t3 - t1 - t2 cancels terms up to 2x larger than the result's; measured 8e-8
-    # (block product) and 6e-7 (Gauss) of the largest output, bound 2e-6.
-    from keras_sphere.layers.spin_spherical_conv import GAUSS_MIN_PRODUCT
-
-    assert (2 * channels_in * 2 * channels_out >= GAUSS_MIN_PRODUCT) == gauss
-    shape = (3, 5, 9, 2, channels_in)
-    kernel_shape = (5, 2, 2, channels_in, channels_out)
-    coeffs = rng.normal(size=shape) + 1j * rng.normal(size=shape)
-    kernel = rng.normal(size=kernel_shape) + 1j * rng.normal(size=kernel_shape)
-    expected = np.einsum("blmic,liocd->blmod", coeffs, kernel)
-    valid = np.abs(np.arange(-4, 5))[None, :] <= np.arange(5)[:, None]  # |m| <= ell
-    expected *= valid[None, :, :, None, None]
-    out = mix_degrees(
-        coeffs.astype(np.complex64),
-        kernel.real.astype(np.float32),
-        kernel.imag.astype(np.float32),
-    )
-    assert out.shape == (3, 5, 9, 2, channels_out) and out.dtype == np.complex64
-    np.testing.assert_allclose(
-        out, expected, rtol=0, atol=2e-6 * np.abs(expected).max()
-    )
 
 
 def test_real_and_complex_spin0_input_agree(rng):

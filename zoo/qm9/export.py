@@ -19,6 +19,7 @@ from card import write_card
 from train import BATCH
 from train import PRESETS
 from train import ZOO
+from train import _inherited
 from train import _recipe
 from train import _targets
 from train import build_model
@@ -157,17 +158,21 @@ def export(args) -> None:
     history = read_history(run_dir / "history.csv")
     compute_path = run_dir / "compute.json"
     compute = json.loads(compute_path.read_text()) if compute_path.exists() else {}
+    # A run started from the shipped preset (its directory was lost) adds the
+    # epochs, steps and hours that made that preset.
+    inherited = _inherited(run_dir)
+    keras_epochs = int(history[-1]["epoch"]) + inherited.get("keras_epochs", 0)
+    steps = int(history[-1]["epoch"]) * recipe["steps_per_keras_epoch"]
+    steps += inherited.get("steps", 0)
     metrics["training"] = {
-        "keras_epochs": int(history[-1]["epoch"]),
-        "steps": int(history[-1]["epoch"]) * recipe["steps_per_keras_epoch"],
-        "passes_over_training_split": int(history[-1]["epoch"])
-        * recipe["steps_per_keras_epoch"]
-        * BATCH
-        / len(train_y[targets[0]]),
+        "keras_epochs": keras_epochs,
+        "steps": steps,
+        "passes_over_training_split": steps * BATCH / len(train_y[targets[0]]),
         # compute.json is written when a train call ends; the history's per-epoch
         # seconds also count a run that is still going.
-        "wall_hours": max(
-            compute.get("wall_seconds", 0), sum(r["seconds"] for r in history)
+        "wall_hours": (
+            max(compute.get("wall_seconds", 0), sum(r["seconds"] for r in history))
+            + inherited.get("wall_seconds", 0)
         )
         / 3600,
         "cpu_cores": 2,

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-import keras_sphere  # noqa: F401  (selects the JAX backend)
+import keras_sphere  # selects the JAX backend
 
 HERE = pathlib.Path(__file__).resolve().parent
 ZOO = HERE.parent
@@ -48,6 +48,7 @@ PLANNED_EPOCHS = 4  # passes over the 110,000 training molecules (cosine decay)
 STEPS_PER_EPOCH = 500  # one Keras epoch = one checkpoint, ~15 min on 2 cores
 VALIDATION_MOLECULES = 2000  # a fixed random sample of the validation split
 SEED = 0
+INHERITED = "inherited.json"  # what a run continued from a shipped preset had done
 PRESETS = {
     "qm9": {"targets": None, "init_from": None},
     "qm9_h": {"targets": ("H",), "init_from": "qm9"},
@@ -119,9 +120,6 @@ def train(args) -> None:
     std = {k: float(np.std(v)) for k, v in train_y.items()}
     model = build_model(targets, mean, std)
     run_dir = pathlib.Path(args.run_dir or default_run_dir(args.preset))
-    init_from = PRESETS[args.preset]["init_from"]
-    if init_from and not (run_dir / "backup").exists():
-        _init_backbone(model, init_from)
     n_train = len(train_y[targets[0]])
     total_steps = PLANNED_EPOCHS * (n_train // BATCH)
     epochs = total_steps // STEPS_PER_EPOCH
@@ -131,6 +129,13 @@ def train(args) -> None:
         ),
         jit_compile=True,
     )
+    fresh_run = not (run_dir / "backup").exists()
+    init_from = PRESETS[args.preset]["init_from"]
+    if fresh_run and (ZOO / args.preset / "metrics.json").exists():
+        _continue_shipped_preset(model, args.preset, run_dir)
+    elif fresh_run and init_from:
+        _init_backbone(model, init_from)
+    inherited = _inherited(run_dir)
     train_x = inputs_of(splits["train"])
     batches = BudgetedBatches(
         train_x,
@@ -163,7 +168,7 @@ def train(args) -> None:
         model,
         batches,
         run_dir,
-        epochs=epochs,
+        epochs=epochs - inherited.get("keras_epochs", 0),
         validation_data=(val_x, val_y, val_w),
         max_hours=args.hours,
         curve_metrics=["loss", "val_loss"] + [f"val_{t}_mae" for t in targets][:1],
@@ -190,6 +195,36 @@ def _init_backbone(model, preset: str) -> None:
         )
     model.backbone.set_weights(source.backbone.get_weights())
     print(f"backbone initialised from {preset}")
+
+
+def _continue_shipped_preset(model, preset: str, run_dir: pathlib.Path) -> None:
+    """Start a run whose directory was lost from the preset shipped in zoo/.
+
+    The preset holds the best weights of the earlier run and, in its metrics, how
+    many steps and hours made them: the new run continues the learning-rate
+    schedule from that step and the card counts that compute too. Only Adam's
+    moments are lost (they rebuild within a few hundred steps).
+    """
+    shipped = keras_sphere.zoo.load(str(ZOO / preset))
+    model.set_weights(shipped.get_weights())
+    training = json.loads((ZOO / preset / "metrics.json").read_text())["training"]
+    inherited = {
+        "keras_epochs": int(training["keras_epochs"]),
+        "steps": int(training["steps"]),
+        "wall_seconds": float(training["wall_hours"]) * 3600.0,
+        "from": f"zoo/{preset} (the best weights of an earlier run)",
+    }
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(inherited["steps"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / INHERITED).write_text(json.dumps(inherited, indent=2))
+    print(f"continuing zoo/{preset}: {inherited['steps']} steps done before")
+
+
+def _inherited(run_dir: pathlib.Path) -> dict:
+    """Epochs, steps and wall seconds of the run a preset-started run continues."""
+    path = run_dir / INHERITED
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _add_compute(run_dir: pathlib.Path, seconds: float) -> None:

@@ -289,6 +289,7 @@ class TransformState:
         tables = self._plans[spin]
         return jax.tree_util.tree_unflatten(tables.treedef, tables.values)
 
+    @jax.named_scope("to_spectral")  # names the transform in profiles
     def to_spectral(self, field, spins, packed: bool = False):
         """Forward SHT of every spin slice.
 
@@ -315,6 +316,7 @@ class TransformState:
         coeffs = in_chunks(lambda part: self._plan_forward(part, spins), field)
         return pack_degrees(coeffs, self.ell_max) if packed else coeffs
 
+    @jax.named_scope("to_spatial")
     def to_spatial(self, coeffs, spins, is_real: bool = False):
         """Inverse SHT of every spin slice.
 

@@ -323,10 +323,10 @@ class WeatherForecaster(keras_hub.models.Task):
     ):
         """`steps` forecast steps from `state`, without side effects (JAX).
 
-        One ``jax.lax.scan`` over steps; each step is ``jax.checkpoint``-ed, so a
-        gradient through the rollout keeps one state per step and recomputes the
-        rest. Batch-norm statistics (in training) are carried from step to step;
-        the transform tables are shared by all steps.
+        One ``jax.lax.scan`` over steps; each step of a longer rollout is
+        ``jax.checkpoint``-ed, so a gradient through it keeps one state per step
+        and recomputes the rest. Batch-norm statistics (in training) are carried
+        from step to step; the transform tables are shared by all steps.
 
         Args:
             trainable_variables: values of `self.trainable_variables`.
@@ -364,9 +364,11 @@ class WeatherForecaster(keras_hub.models.Task):
             return (following, [values[index] for index in carried]), following
 
         start = (jnp.asarray(state, jnp.float32), [fixed[index] for index in carried])
-        (_, statistics), states = jax.lax.scan(
-            jax.checkpoint(step), start, None, length=steps
-        )
+        # A single step saves nothing by recomputing itself: rematerialising it
+        # only added a forward pass and its operations (weather_256 step and
+        # compile: see benchmarks/README.md, issue 19).
+        body = jax.checkpoint(step) if steps > 1 else step
+        (_, statistics), states = jax.lax.scan(body, start, None, length=steps)
         for index, value in zip(carried, statistics, strict=True):
             fixed[index] = value
         return jnp.moveaxis(states, 0, 1), fixed  # [steps, b, ...] -> [b, steps, ...]

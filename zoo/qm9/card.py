@@ -97,6 +97,17 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         f"passes over the training split) in {training['wall_hours']:.1f} h wall "
         f"time on {training['cpu_cores']} CPU cores ({training['machine']}), about "
         f"{training['wall_hours'] * training['cpu_cores']:.1f} CPU hours.",
+        *(
+            [
+                f"- The first {training['inherited_steps']:,} of these steps are "
+                f"those of the earlier preset ({training['continued_from']}): its "
+                "run directory was lost, so this run started from its weights and "
+                "schedule step with fresh Adam moments; the learning curve shows "
+                "the later steps only."
+            ]
+            if training.get("continued_from")
+            else []
+        ),
         f"- Inference: {1000 * metrics['predict_seconds_per_molecule']:.0f} ms per "
         "molecule on the same CPU (batches of 16).",
         "",

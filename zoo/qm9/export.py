@@ -177,6 +177,8 @@ def export(args) -> None:
         / 3600,
         "cpu_cores": 2,
         "machine": compute.get("machine", "CPU"),
+        "continued_from": inherited.get("from"),
+        "inherited_steps": inherited.get("steps", 0),
         "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),
     }
     directory = ZOO / preset

@@ -33,8 +33,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "target; trained on real QM9 DFT geometries (dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "26d92caeef29e628c84573085a6c1e1b4969d1f9d30934237b9383c921285aee",  # noqa: E501
-            "task.weights.h5": "1550a9e219d8da949ab9375f992e78ca733bfec1a781d58ff6012f5af3b6ed29",  # noqa: E501
+            "model.weights.h5": "3cedd0488b29e8c678f53bdb93e46075070336a37c8eb309cd77639b8c4144dd",  # noqa: E501
+            "task.weights.h5": "c0043b3510b1dc734064a8c98451405eea5ecae88cfc6c3e36cdf3dc1f2cf2c2",  # noqa: E501
         },
     },
 }

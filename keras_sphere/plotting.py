@@ -6,7 +6,12 @@ import numpy as np
 
 from keras_sphere.sphere.grid import Grid
 
-__all__ = ["plot_learning_curves", "plot_mollweide"]
+__all__ = [
+    "plot_forecast_maps",
+    "plot_learning_curves",
+    "plot_mollweide",
+    "plot_rmse_by_lead",
+]
 
 
 def plot_mollweide(
@@ -103,3 +108,103 @@ def plot_learning_curves(history, path, metrics=("loss", "val_loss")) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _save(figure, path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+
+
+def plot_rmse_by_lead(scores, panels, path=None):
+    """RMSE against lead time of each forecast in `scores`, one panel per field.
+
+    Args:
+        scores: the output of `keras_sphere.weather.evaluate` (dims forecast,
+            prediction_timedelta, [level]).
+        panels: (variable, level or None, units) per panel, e.g.
+            ``[("geopotential", 500, "m2 s-2"), ("temperature", 850, "K")]``.
+        path: image file to write (PNG, figure closed); None keeps the figure.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    leads = scores["prediction_timedelta"].values / np.timedelta64(1, "D")
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+    for ax, (variable, level, units) in zip(np.atleast_1d(axes), panels, strict=True):
+        field = scores[variable]
+        if level is not None:
+            field = field.sel(level=level)
+        for forecast in field["forecast"].values:
+            ax.plot(leads, field.sel(forecast=forecast), marker=".", label=forecast)
+        name = variable if level is None else f"{variable} {level} hPa"
+        ax.set(xlabel="lead time (days)", ylabel=f"RMSE ({units})", title=name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(figure, path)
+    return figure
+
+
+def plot_forecast_maps(
+    forecast, truth, variable: str, level=None, lead=None, units=None, path=None
+):
+    """Forecast, truth and error maps of one field at one lead (Mollweide).
+
+    Args:
+        forecast: the output of `keras_sphere.weather.forecast`; its first
+            initialisation time is drawn.
+        truth: WB2-layout dataset holding the valid time.
+        variable: e.g. "geopotential".
+        level: pressure level (hPa) for fields with levels.
+        lead: the lead time drawn (a timedelta64); default the forecast's last.
+        units: colour-bar label.
+        path: image file to write (PNG, figure closed); None keeps the figure.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = forecast[variable].isel(time=0)
+    actual = truth[variable]
+    if level is not None:
+        first, actual = first.sel(level=level), actual.sel(level=level)
+    if lead is None:
+        lead = first["prediction_timedelta"].values[-1]
+    valid = forecast["time"].values[0] + lead
+    predicted = first.sel(prediction_timedelta=lead).values
+    actual = actual.sel(time=valid).values
+    name = variable if level is None else f"{variable} {level} hPa"
+    days = lead / np.timedelta64(1, "D")
+    figure = plt.figure(figsize=(13, 3.6))
+    for index, (title, field, symmetric) in enumerate(
+        [
+            (f"forecast at {days:g} days", predicted, False),
+            ("truth", actual, False),
+            ("forecast - truth", predicted - actual, True),
+        ]
+    ):
+        ax = figure.add_subplot(1, 3, index + 1, projection="mollweide")
+        plot_mollweide(
+            field,
+            ax=ax,
+            title=f"{name}: {title}",
+            units=units,
+            symmetric=symmetric,
+            cmap="RdBu_r" if symmetric else "viridis",
+        )
+    _save(figure, path)
+    return figure

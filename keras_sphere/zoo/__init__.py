@@ -16,6 +16,7 @@ from keras_sphere.zoo.loading import load
 from keras_sphere.zoo.loading import load_backbone
 from keras_sphere.zoo.loading import save_preset
 from keras_sphere.zoo.loading import upload_preset
+from keras_sphere.zoo.samples import load_sample
 
 __all__ = [
     "PresetError",
@@ -23,6 +24,7 @@ __all__ = [
     "list_presets",
     "load",
     "load_backbone",
+    "load_sample",
     "save_preset",
     "upload_preset",
 ]

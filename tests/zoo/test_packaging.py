@@ -21,6 +21,10 @@ SHIPPED = {
     "reference.json",
     "metrics.json",
     "training_curves.png",
+    "rmse.png",
+    "forecast.png",
+    "sample_states.nc",
+    "sample_climatology.nc",
 }
 
 

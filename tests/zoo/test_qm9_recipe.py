@@ -29,7 +29,9 @@ def test_a_lost_run_continues_from_the_shipped_preset(recipe, tmp_path):
     from keras_sphere.models.qm9 import TARGET_NAMES
 
     shipped = json.loads((builtin_directory("qm9") / "metrics.json").read_text())
-    model = recipe.build_model(TARGET_NAMES, None, None)
+    # The recipe's label model may differ from the shipped preset's: an atom
+    # reference adds no weights, so the shipped weights still fit.
+    model = recipe.build_model(TARGET_NAMES, None, None, {"H": [-0.6] * 5})
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
     before = [np.array(w) for w in model.get_weights()]
 
@@ -52,3 +54,37 @@ def test_a_lost_run_continues_from_the_shipped_preset(recipe, tmp_path):
         3600 * shipped["training"]["wall_hours"]
     )
     assert recipe._inherited(tmp_path / "elsewhere") == {}
+
+
+def test_a_run_of_the_other_label_model_is_moved_aside(recipe, tmp_path):
+    run_dir = tmp_path / "qm9"
+    run_dir.mkdir()
+    (run_dir / "backup").mkdir()
+    (run_dir / "recipe.json").write_text(json.dumps({"atom_reference": False}))
+    recipe._archive_other_label_model(run_dir)
+    assert recipe.ATOM_REFERENCE  # the recipe predicts residuals now
+    assert not run_dir.exists()
+    assert (tmp_path / "qm9-atom-reference-False" / "backup").is_dir()
+    run_dir.mkdir()  # a run of the current label model stays
+    (run_dir / "recipe.json").write_text(json.dumps({"atom_reference": True}))
+    recipe._archive_other_label_model(run_dir)
+    assert run_dir.exists()
+
+
+def test_label_model_standardises_residuals_around_the_atom_sums(recipe):
+    from keras_sphere.models.qm9 import atom_counts
+
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(3, 21, size=300)
+    charges = np.where(
+        np.arange(29) < sizes[:, None], rng.choice([1, 6, 7, 8, 9], (300, 29)), 0
+    )
+    noise = np.random.default_rng(1).normal(size=300) * 0.01
+    h = atom_counts(charges) @ [-0.6, -2.4, -1.9, -1.6, -1.1] + 0.3 + noise
+    columns = {"charges": charges, "H_atomization": h, "mu": 1.0 + noise}
+    mean, std, values = recipe.label_model(columns, ("H", "mu"))
+    assert std["H"] == pytest.approx(0.01, rel=0.15)  # the noise, not the sums
+    assert mean["H"] == pytest.approx(0.3, abs=0.01)  # the intercept
+    np.testing.assert_allclose(values["H"], [-0.6, -2.4, -1.9, -1.6, -1.1], atol=3e-3)
+    mean, std, values = recipe.label_model(columns, ("H",), atom_reference=False)
+    assert values is None and std["H"] == pytest.approx(np.std(h))

@@ -36,6 +36,7 @@ def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
         widths=(4, 8),
         bottleneck_blocks=0,
         batch=2,
+        single_step_epochs=1,
         max_rollout=2,
         epochs_per_rollout_step=1,
         steps_per_epoch=2,
@@ -60,7 +61,23 @@ def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
     card = (tmp_path / "preset" / "README.md").read_text()
     assert card.splitlines()[0].endswith("not ERA5")
     assert (tmp_path / "preset" / "rmse.png").stat().st_size > 10_000
+    assert (tmp_path / "preset" / "forecast.png").stat().st_size > 10_000
     import keras_sphere
 
     loaded = keras_sphere.zoo.load(str(tmp_path / "preset"))
     assert loaded.normalization == json.loads(json.dumps(loaded.normalization))
+
+    # The shipped sample: a held-out state and its truth at 0, 6 h and 1 day.
+    states = keras_sphere.zoo.load_sample(str(tmp_path / "preset"))
+    climatology = keras_sphere.zoo.load_sample(str(tmp_path / "preset"), "climatology")
+    leads = (states["time"].values - states["time"].values[0]) // np.timedelta64(1, "h")
+    assert list(leads) == [0, 6, 24]
+    test_block = train.splits_and_statistics(run_dir, toy)[0]["test"]
+    assert states["time"].values[0] == test_block["time"].values[0]
+    forecast = keras_sphere.weather.forecast(loaded, states.isel(time=[0]), "1D")
+    scores = keras_sphere.weather.evaluate(
+        forecast.sel(prediction_timedelta=leads * np.timedelta64(1, "h")),
+        states,
+        climatology,
+    )
+    assert np.isfinite(scores["geopotential"].values).all()

@@ -24,6 +24,7 @@ from train import _recipe
 from train import _targets
 from train import build_model
 from train import inputs_of
+from train import label_model
 from train import labels_of
 from train import load_splits
 
@@ -49,21 +50,14 @@ def mae_table(predictions, labels, targets) -> dict[str, float]:
     }
 
 
-def atom_counts(columns) -> np.ndarray:
-    """float64 (n, 5): atoms of H, C, N, O, F per molecule."""
-    charges = np.asarray(columns["charges"])
-    return np.stack([(charges == z).sum(axis=1) for z in (1, 6, 7, 8, 9)], -1) * 1.0
-
-
-def ridge_predictions(train_counts, train_y, test_counts, alpha=1e-3):
+def ridge_predictions(train, train_y, test) -> dict[str, np.ndarray]:
     """Ridge regression on atom-type counts (with intercept), closed form."""
-    design = np.hstack([train_counts, np.ones((len(train_counts), 1))])
-    test = np.hstack([test_counts, np.ones((len(test_counts), 1))])
-    gram = design.T @ design + alpha * np.eye(design.shape[1])
-    return {
-        name: test @ np.linalg.solve(gram, design.T @ values.astype(np.float64))
-        for name, values in train_y.items()
-    }
+    from keras_sphere.models.qm9 import atom_counts
+    from keras_sphere.models.qm9 import fit_atom_reference
+
+    values, intercept = fit_atom_reference(train["charges"], train_y)
+    counts = atom_counts(test["charges"])
+    return {k: counts @ np.asarray(values[k]) + intercept[k] for k in train_y}
 
 
 def rotation_check(model, test_x, targets, seed=0) -> dict[str, float]:
@@ -127,9 +121,10 @@ def export(args) -> None:
     )
     splits = load_splits()
     train_y = labels_of(splits["train"], targets)
-    mean = {k: float(np.mean(v)) for k, v in train_y.items()}
-    std = {k: float(np.std(v)) for k, v in train_y.items()}
-    model = build_model(targets, mean, std)
+    mean, std, reference = label_model(
+        splits["train"], targets, recipe.get("atom_reference", False)
+    )
+    model = build_model(targets, mean, std, reference)
     model.load_weights(run_dir / "best.weights.h5")
     test = splits["test"]
     if args.test_molecules:
@@ -138,13 +133,14 @@ def export(args) -> None:
     started = time.time()
     predictions = model.predict(test_x, batch_size=BATCH, verbose=1)
     predict_seconds = time.time() - started
-    ridge = ridge_predictions(atom_counts(splits["train"]), train_y, atom_counts(test))
+    ridge = ridge_predictions(splits["train"], train_y, test)
+    train_mean = {k: float(np.mean(v)) for k, v in train_y.items()}
     metrics = {
         "test_molecules": int(len(test_y[targets[0]])),
         "mae": mae_table(predictions, test_y, targets),
         "baselines": {
             "training_mean": mae_table(
-                {k: np.full_like(v, mean[k]) for k, v in test_y.items()},
+                {k: np.full_like(v, train_mean[k]) for k, v in test_y.items()},
                 test_y,
                 targets,
             ),
@@ -199,6 +195,7 @@ def export(args) -> None:
         },
         "label_mean": mean,
         "label_std": std,
+        "atom_reference": reference,
         "metrics": {"test_mae": metrics["mae"]},
         "recipe": recipe,
         "headline": f"H MAE {metrics['mae'].get('H', float('nan')):.1f} meV",

@@ -21,6 +21,7 @@ import argparse
 import json
 import pathlib
 import platform
+import shutil
 import sys
 import time
 
@@ -47,6 +48,9 @@ WARMUP_STEPS = 1000
 PLANNED_EPOCHS = 4  # passes over the 110,000 training molecules (cosine decay)
 STEPS_PER_EPOCH = 500  # one Keras epoch = one checkpoint, ~15 min on 2 cores
 VALIDATION_MOLECULES = 2000  # a fixed random sample of the validation split
+# Predict each target as a per-element sum over atoms (ridge on atom counts, fitted
+# on the training split) plus a learned residual (models/qm9/atom_reference.py).
+ATOM_REFERENCE = True
 SEED = 0
 INHERITED = "inherited.json"  # what a run continued from a shipped preset had done
 PRESETS = {
@@ -77,7 +81,27 @@ def labels_of(columns, targets) -> dict[str, np.ndarray]:
     }
 
 
-def build_model(targets, label_mean, label_std):
+def label_model(columns, targets, atom_reference: bool = ATOM_REFERENCE):
+    """(label_mean, label_std, atom_reference or None) from the training split.
+
+    With an atom reference the mean and std are those of the residuals around
+    the per-element fit, which the tails learn.
+    """
+    from keras_sphere.models.qm9 import atom_counts
+    from keras_sphere.models.qm9 import fit_atom_reference
+
+    labels = labels_of(columns, targets)
+    values = None
+    if atom_reference:
+        values, _ = fit_atom_reference(columns["charges"], labels)
+        counts = atom_counts(columns["charges"])
+        labels = {k: v - counts @ np.asarray(values[k]) for k, v in labels.items()}
+    mean = {k: float(np.mean(v)) for k, v in labels.items()}
+    std = {k: float(np.std(v)) for k, v in labels.items()}
+    return mean, std, values
+
+
+def build_model(targets, label_mean, label_std, atom_reference=None):
     from keras_sphere.models.qm9 import QM9Backbone
     from keras_sphere.models.qm9 import QM9Regressor
 
@@ -93,6 +117,7 @@ def build_model(targets, label_mean, label_std):
         tail_width=TAIL_WIDTH,
         label_mean=label_mean,
         label_std=label_std,
+        atom_reference=atom_reference,
     )
 
 
@@ -116,10 +141,9 @@ def train(args) -> None:
     targets = _targets(args.preset)
     splits = load_splits(("train", "validation"))
     train_y = labels_of(splits["train"], targets)
-    mean = {k: float(np.mean(v)) for k, v in train_y.items()}
-    std = {k: float(np.std(v)) for k, v in train_y.items()}
-    model = build_model(targets, mean, std)
+    model = build_model(targets, *label_model(splits["train"], targets))
     run_dir = pathlib.Path(args.run_dir or default_run_dir(args.preset))
+    _archive_other_label_model(run_dir)
     n_train = len(train_y[targets[0]])
     total_steps = PLANNED_EPOCHS * (n_train // BATCH)
     epochs = total_steps // STEPS_PER_EPOCH
@@ -178,11 +202,26 @@ def train(args) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
 
 
+def _archive_other_label_model(run_dir: pathlib.Path) -> None:
+    """Move aside a run trained with the other label model: its back-up would
+    resume tails trained for other labels. The new run continues from the shipped
+    preset's weights (the backbone carries over; the tails adapt)."""
+    recipe_path = run_dir / "recipe.json"
+    if not recipe_path.exists():
+        return
+    previous = json.loads(recipe_path.read_text()).get("atom_reference", False)
+    if previous != ATOM_REFERENCE:
+        archive = run_dir.with_name(f"{run_dir.name}-atom-reference-{previous}")
+        shutil.rmtree(archive, ignore_errors=True)
+        run_dir.rename(archive)
+        print(f"{run_dir} used another label model: moved to {archive}")
+
+
 def _init_backbone(model, preset: str) -> None:
     """Start from the backbone of another preset's run (or its shipped preset)."""
     from keras_sphere.training.loop import default_run_dir
 
-    source = build_model(_targets(preset), None, None)
+    source = build_model(_targets(preset), None, None)  # weights only
     best = default_run_dir(preset) / "best.weights.h5"
     if best.exists():
         source.load_weights(best)
@@ -249,6 +288,7 @@ def _recipe(preset: str) -> dict:
         "planned_epochs": PLANNED_EPOCHS,
         "steps_per_keras_epoch": STEPS_PER_EPOCH,
         "validation_molecules": VALIDATION_MOLECULES,
+        "atom_reference": ATOM_REFERENCE,
         "validation_sample": f"a random sample, seed {SEED}",
         "seed": SEED,
         "split": "dimenet (TFDS qm9), 110,000 / 10,000 / 10,831",

@@ -18,6 +18,7 @@ from train import build_model
 from train import splits_and_statistics
 
 import keras_sphere
+from keras_sphere import plotting
 from keras_sphere import weather
 
 HEADLINE_LEADS_H = (6, 24, 72, 120)
@@ -53,68 +54,53 @@ def headline(scores, recipe: Recipe) -> dict:
     return table
 
 
-def plot_rmse(scores, path: pathlib.Path, recipe: Recipe) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    level = 500 if 500 in recipe.levels else recipe.levels[0]
-    leads = scores["prediction_timedelta"].values / np.timedelta64(1, "D")
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, name, units in zip(
-        axes, ("geopotential", "temperature"), ("m2 s-2", "K"), strict=True
-    ):
-        for forecast in FORECASTS:
-            ax.plot(
-                leads, scores[name].sel(level=level, forecast=forecast), label=forecast
-            )
-        ax.set(
-            xlabel="lead time (days)",
-            ylabel=f"RMSE ({units})",
-            title=f"{name} {level} hPa",
-        )
-        ax.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+def sample_leads(lead_steps: int) -> list[int]:
+    """6 h steps of the shipped sample: 0, 6 h and every day up to the last lead."""
+    return sorted({0, 1, *range(4, lead_steps + 1, 4)} & set(range(lead_steps + 1)))
 
 
-def plot_forecast(forecasts, truth, path: pathlib.Path, recipe: Recipe) -> None:
-    import matplotlib
+def write_samples(test, climatology, recipe: Recipe, out_dir: pathlib.Path) -> None:
+    """Ship the test block's first state, its truth at `sample_leads` and the
+    training climatology in the preset folder (`keras_sphere.zoo.load_sample`)."""
+    from keras_sphere.zoo.samples import write_sample
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    steps = np.array(sample_leads(recipe.lead_steps))
+    times = test["time"].values[0] + steps * np.timedelta64(6, "h")
+    attrs = {
+        "title": "Held-out simulated Held-Suarez states (not ERA5)",
+        "source": f"dinosaur-dycore T{recipe.truncation}, test block of "
+        f"zoo/weather_64/train.py, on the {recipe.grid_size} x {recipe.grid_size} "
+        "model grid",
+    }
+    states = test[list(VARIABLES)].sel(time=times).assign_attrs(attrs)
+    write_sample(states, out_dir, "states")
+    write_sample(
+        climatology.assign_attrs(attrs, title="Training-block climatology"),
+        out_dir,
+        "climatology",
+    )
 
-    from keras_sphere.plotting import plot_mollweide
 
-    level = 500 if 500 in recipe.levels else recipe.levels[0]
-    first = forecasts["geopotential"].isel(time=0).sel(level=level)
-    lead = first["prediction_timedelta"].values[-1]
-    valid = forecasts["time"].values[0] + lead
-    predicted = first.sel(prediction_timedelta=lead).values
-    actual = truth["geopotential"].sel(time=valid, level=level).values
-    days = lead / np.timedelta64(1, "D")
-    figure = plt.figure(figsize=(13, 3.6))
-    for index, (title, field, symmetric) in enumerate(
+def plot_scores(scores, forecasts, test, out_dir: pathlib.Path, recipe: Recipe):
+    z_level = 500 if 500 in recipe.levels else recipe.levels[0]
+    t_level = 850 if 850 in recipe.levels else recipe.levels[-1]
+    plotting.plot_rmse_by_lead(
+        scores,
         [
-            (f"forecast at {days:g} days", predicted, False),
-            ("simulated truth", actual, False),
-            ("error", predicted - actual, True),
-        ]
-    ):
-        ax = figure.add_subplot(1, 3, index + 1, projection="mollweide")
-        plot_mollweide(
-            field,
-            ax=ax,
-            title=f"z{level}: {title}",
-            units="m2 s-2",
-            symmetric=symmetric,
-            cmap="RdBu_r" if symmetric else "viridis",
-        )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+            ("geopotential", z_level, "m2 s-2"),
+            ("temperature", t_level, "K"),
+            ("u_component_of_wind", t_level, "m s-1"),
+        ],
+        out_dir / "rmse.png",
+    )
+    plotting.plot_forecast_maps(
+        forecasts,
+        test,
+        "geopotential",
+        level=z_level,
+        units="m2 s-2",
+        path=out_dir / "forecast.png",
+    )
 
 
 def card(metrics: dict, recipe: Recipe) -> str:
@@ -168,8 +154,8 @@ def export(run_dir: pathlib.Path, out_dir: pathlib.Path, recipe: Recipe | None =
         "recipe": json.loads((run_dir / "recipe.json").read_text()),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_rmse(scores, out_dir / "rmse.png", recipe)
-    plot_forecast(forecasts, test, out_dir / "forecast.png", recipe)
+    plot_scores(scores, forecasts, test, out_dir, recipe)
+    write_samples(test, climatology, recipe, out_dir)
     keras_sphere.zoo.save_preset(
         model,
         out_dir,

@@ -61,7 +61,9 @@ class Recipe:
     widths: tuple = (32, 64, 128)
     bottleneck_blocks: int = 1
     batch: int = 4
-    learning_rate: float = 3e-4
+    learning_rate: float = 3e-4  # peak; cosine decay to final_learning_rate
+    final_learning_rate: float = 1e-5
+    single_step_epochs: int = 4  # 6 h steps only, before the rollout curriculum
     max_rollout: int = 4  # 1 day; longer rollouts compile and run for longer on CPU
     epochs_per_rollout_step: int = 4
     steps_per_epoch: int = 200  # one Keras epoch = one back-up
@@ -152,6 +154,31 @@ def build_model(recipe: Recipe, stats):
     return WeatherForecaster(backbone, normalization=stats)
 
 
+def learning_rate_schedule(recipe: Recipe):
+    """Cosine decay over the whole run (resumes with the optimizer's step)."""
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(
+        recipe.learning_rate,
+        decay_steps=recipe.epochs * recipe.steps_per_epoch,
+        alpha=recipe.final_learning_rate / recipe.learning_rate,
+    )
+
+
+def curriculum_for(epoch: int, recipe: Recipe) -> int:
+    """Rollout length of an epoch: single 6 h steps first (cheap, and most of the
+    learning), then `rollout_curriculum` up to ``max_rollout`` steps."""
+    from keras_sphere.models.weather import rollout_curriculum
+
+    if epoch < recipe.single_step_epochs:
+        return 1
+    return rollout_curriculum(
+        epoch - recipe.single_step_epochs + recipe.epochs_per_rollout_step,
+        max_steps=recipe.max_rollout,
+        epochs_per_step=recipe.epochs_per_rollout_step,
+    )
+
+
 def train(
     run_dir: pathlib.Path,
     hours: float | None,
@@ -161,19 +188,14 @@ def train(
     import keras
 
     from keras_sphere.data.weather import WeatherWindows
-    from keras_sphere.models.weather import rollout_curriculum
     from keras_sphere.training import set_seed
     from keras_sphere.training.loop import fit_run
 
     set_seed(recipe.seed)
     splits, stats = splits_and_statistics(run_dir, recipe)
     model = build_model(recipe, stats)
-    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate))
-    curriculum = functools.partial(
-        rollout_curriculum,
-        max_steps=recipe.max_rollout,
-        epochs_per_step=recipe.epochs_per_rollout_step,
-    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(recipe)))
+    curriculum = functools.partial(curriculum_for, recipe=recipe)
     batches = WeatherWindows(
         splits["train"],
         stats,

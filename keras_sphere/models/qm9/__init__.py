@@ -1,5 +1,8 @@
 """QM9 molecular property regression: featuriser, backbone, tails, regressor."""
 
+from keras_sphere.models.qm9.atom_reference import AtomReference
+from keras_sphere.models.qm9.atom_reference import atom_counts
+from keras_sphere.models.qm9.atom_reference import fit_atom_reference
 from keras_sphere.models.qm9.atom_scatter import ScatterAtoms
 from keras_sphere.models.qm9.molecule_featurizer import MoleculeFeaturizer
 from keras_sphere.models.qm9.molecule_tail import MoleculeTail

@@ -1,9 +1,11 @@
 """`QM9Regressor`: molecular properties from positions and charges.
 
 A `QM9Backbone` and one `MoleculeTail` per target (the recipe of `qm9_targets`),
-each tail followed by the de-standardisation of its target, so outputs are in QM9's
-units. Training uses L1 on standardised labels (``models.md`` section 1.7), which is
-MAE in QM9 units weighted by 1 / std per target: the default `compile` does that.
+each tail followed by the de-standardisation of its target and, where given, a
+per-element reference sum over the molecule's atoms (`AtomReference`), so outputs are
+in QM9's units. Training uses L1 on standardised labels (``models.md`` section
+1.7), which is MAE in QM9 units weighted by 1 / std per target: the default
+`compile` does that.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import keras_hub
 import numpy as np
 
 from keras_sphere.models._trainer_state import restore_variables_on_error
+from keras_sphere.models.qm9.atom_reference import AtomReference
 from keras_sphere.models.qm9.molecule_featurizer import ATOM_TYPES
 from keras_sphere.models.qm9.molecule_featurizer import MAX_ATOMS
 from keras_sphere.models.qm9.molecule_tail import MoleculeTail
@@ -83,8 +86,13 @@ class QM9Regressor(keras_hub.models.Task):
             per-target recipe (`TARGETS`).
         tail_width: units of the tails' dense layers (anchor: 256).
         label_mean: per-target mean of the training labels (QM9 units), a dict or
-            a sequence in the order of `targets`; default 0.
+            a sequence in the order of `targets`; default 0. With an atom
+            reference, the mean of the labels minus their reference sums.
         label_std: per-target standard deviation, likewise; default 1.
+        atom_reference: optional dict target -> values of one atom of H, C, N, O,
+            F (QM9 units; `fit_atom_reference` on the training split). Those
+            targets are predicted as the sum of their atoms' values plus the
+            tail's de-standardised residual; the others as before.
         augment_rotations: rotate each training molecule at random.
         preprocessor: unused (keras-hub signature); must be None.
 
@@ -104,6 +112,7 @@ class QM9Regressor(keras_hub.models.Task):
         tail_width: int = 256,
         label_mean=None,
         label_std=None,
+        atom_reference=None,
         augment_rotations: bool = True,
         preprocessor=None,
         **kwargs,
@@ -123,6 +132,16 @@ class QM9Regressor(keras_hub.models.Task):
         label_std = _per_target(label_std, targets, 1.0, "label_std")
         if any(not s > 0 for s in label_std.values()):
             raise ValueError(f"label_std must be positive. Received: {label_std}")
+        atom_reference = {
+            name: [float(v) for v in values]
+            for name, values in (atom_reference or {}).items()
+        }
+        unknown = [name for name in atom_reference if name not in targets]
+        if unknown:
+            raise ValueError(
+                f"atom_reference has entries for {unknown}, which are not among "
+                f"targets {targets}."
+            )
         self.backbone = backbone
         self.preprocessor = None
         policy = backbone.dtype_policy
@@ -145,6 +164,13 @@ class QM9Regressor(keras_hub.models.Task):
             scaled = keras.layers.Rescaling(
                 label_std[name], label_mean[name], name=f"scale_{name}", dtype=policy
             )(standardised)
+            if name in atom_reference:
+                reference = AtomReference(
+                    atom_reference[name], name=f"reference_{name}", dtype=policy
+                )(charges)
+                scaled = keras.layers.Add(name=f"add_reference_{name}", dtype=policy)(
+                    [scaled, reference]
+                )
             outputs[name] = keras.layers.Reshape((), name=name, dtype=policy)(scaled)
         # compile() (called by Task.__init__) reads the targets and their scales.
         self.targets = targets
@@ -158,6 +184,7 @@ class QM9Regressor(keras_hub.models.Task):
         self.tail_width = int(tail_width)
         self.label_mean = label_mean
         self.label_std = label_std
+        self.atom_reference = atom_reference
         self.augment_rotations = bool(augment_rotations)
 
     def compile(
@@ -241,6 +268,7 @@ class QM9Regressor(keras_hub.models.Task):
                 "tail_width": self.tail_width,
                 "label_mean": dict(self.label_mean),
                 "label_std": dict(self.label_std),
+                "atom_reference": dict(self.atom_reference),
                 "augment_rotations": self.augment_rotations,
             }
         )

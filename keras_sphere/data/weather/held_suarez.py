@@ -39,6 +39,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from keras_sphere.data.weather import held_suarez_restart
+
 __all__ = [
     "DAYS_PER_YEAR",
     "DEFAULT_LEVELS",
@@ -101,6 +103,7 @@ def simulate_held_suarez(
     seed: int = 0,
     spinup_days: float = 200.0,
     checkpoint_days: float = 10.0,
+    start_from: str | os.PathLike | None = None,
     verbose: bool = True,
 ):
     """Simulate a Held-Suarez atmosphere and write it in WeatherBench-2 layout.
@@ -136,6 +139,12 @@ def simulate_held_suarez(
         checkpoint_days: simulated days between checkpoints, a multiple of 6 h;
             it does not change the result (every chunk runs the same compiled
             6-hour step).
+        start_from: the checkpoint of another run (``<its path>.checkpoint.npz``)
+            whose state starts this one instead of the rest atmosphere, moved to
+            `truncation` and `n_sigma_levels` (`held_suarez_restart`): a T42 run
+            spun up for 200 days lets a T85 run spin up in tens of days. It is
+            copied to ``<path>.start.npz`` when the run starts, so the source
+            may go on running; `seed` is then unused.
         verbose: print one line per chunk on stderr.
 
     Returns:
@@ -166,6 +175,8 @@ def simulate_held_suarez(
     xr = _import_dependencies()
     config = _config(truncation, n_sigma_levels, levels, time_step_minutes, seed)
     config["spinup_days"] = _days(spinup_days, "spinup_days", allow_zero=True)
+    if start_from is not None:  # absent otherwise: older runs' configs stay equal
+        config["start_from"] = str(pathlib.Path(start_from).resolve())
     chunk_outputs = round(_days(checkpoint_days, "checkpoint_days") * 24 / OUTPUT_HOURS)
     n_times = _n_times(years)
     path = pathlib.Path(path)
@@ -532,6 +543,9 @@ def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose
     )
     spinup_intervals = round(config["spinup_days"] * 24 / OUTPUT_HOURS)
     state, done = _load_checkpoint(simulator, checkpoint, config)
+    start = checkpoint.with_name(
+        checkpoint.name.removesuffix(".checkpoint.npz") + ".start.npz"
+    )
     if state is None:
         if written:
             raise FileNotFoundError(
@@ -540,7 +554,14 @@ def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose
                 f"years <= {written / (DAYS_PER_YEAR * 4)!r} to read what is there, "
                 "or delete the dataset to start again."
             )
-        state, done = simulator.initial_state(config["seed"]), 0
+        state, done = _initial_state(simulator, config, start), 0
+    initial_condition = (
+        held_suarez_restart.describe_start(
+            start, config["truncation"], config["n_sigma_levels"]
+        )
+        if "start_from" in config
+        else None
+    )
     in_store = max(0, done - spinup_intervals)
     if in_store > written:
         raise ValueError(
@@ -567,11 +588,29 @@ def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose
             fields, state = simulator.output_and_advance(state)
             outputs.append(fields)
         stacked = {k: np.stack([np.asarray(o[k]) for o in outputs]) for k in outputs[0]}
-        _append(xr, store, simulator, config, stacked, written)
+        _append(xr, store, simulator, config, stacked, written, initial_condition)
         written += n
         done += n
         _save_checkpoint(checkpoint, state, done, config)
         _report(verbose, label, "output", written, n_times, start)
+
+
+def _initial_state(simulator, config: dict, start: pathlib.Path):
+    """The rest atmosphere, or the state of ``config["start_from"]``.
+
+    That checkpoint is frozen as `start` on first use, so its run may go on.
+    """
+    if "start_from" not in config:
+        return simulator.initial_state(config["seed"])
+    if not start.exists():
+        held_suarez_restart.read_start(config["start_from"])  # checks it first
+        shutil.copyfile(config["start_from"], start)
+    arrays, _, _ = held_suarez_restart.read_start(start)
+    return simulator.state_from_arrays(
+        held_suarez_restart.restart_arrays(
+            arrays, simulator.coords.horizontal.modal_shape, config["n_sigma_levels"]
+        )
+    )
 
 
 def _report(verbose, label, stage, done, total, start) -> None:
@@ -630,7 +669,9 @@ def _stored_times(xr, store: pathlib.Path, config) -> int:
         return existing.sizes["time"]
 
 
-def _append(xr, store, simulator, config, stacked: dict, written: int) -> None:
+def _append(
+    xr, store, simulator, config, stacked: dict, written: int, initial_condition
+) -> None:
     """Write states `written` ... onto the store (creating it for the first)."""
     n = len(stacked["surface_pressure"])
     times = EPOCH + np.timedelta64(OUTPUT_HOURS, "h") * np.arange(written, written + n)
@@ -651,7 +692,8 @@ def _append(xr, store, simulator, config, stacked: dict, written: int) -> None:
             longitude=simulator.longitude,
         ),
     )
-    _describe(dataset, simulator, config)  # an append rewrites the attributes
+    # An append rewrites the attributes.
+    _describe(dataset, simulator, config, initial_condition)
     if written == 0:
         encoding = _encoding(dataset)
         dataset.to_zarr(store, mode="w-", encoding=encoding, **_zarr_options())
@@ -671,8 +713,8 @@ def _encoding(dataset) -> dict:
     return encoding
 
 
-def _describe(dataset, simulator, config) -> None:
-    """Units, names and provenance, in place."""
+def _describe(dataset, simulator, config, initial_condition=None) -> None:
+    """Units, names and provenance, in place (`initial_condition`: a restart's)."""
     import keras_sphere
 
     for name, (units, long_name, standard_name) in _VARIABLES.items():
@@ -701,7 +743,8 @@ def _describe(dataset, simulator, config) -> None:
             f"{simulator.filter_tau_seconds:.4g} s, order={_FILTER['order']}, "
             f"cutoff={_FILTER['cutoff']})"
         ),
-        initial_condition=(
+        initial_condition=initial_condition
+        or (
             "isothermal 288 K rest atmosphere, surface pressure "
             f"{_P0_PA / 100:g} hPa plus a {_P1_PA / 100:g} hPa bump at a random "
             "position (dinosaur isothermal_rest_atmosphere)"

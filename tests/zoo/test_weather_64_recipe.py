@@ -49,6 +49,10 @@ def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
     train.simulate(run_dir, years=16 / 365.25, recipe=toy)
     result = train.train(run_dir, None, toy, verbose=0)
     assert result["finished"] and result["best_weights"]
+    import xarray
+
+    cache = xarray.open_zarr(run_dir / "model_grid.zarr")["geopotential"]
+    assert cache.encoding["chunks"] == (4, 2, 16, 16)  # a day, all levels, whole grid
     history = (run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 3  # header and two epochs (rollouts of 1 and 2 steps)
     again = train.train(run_dir, None, toy, verbose=0)  # resumes: nothing left

@@ -20,9 +20,25 @@ from train import splits_and_statistics
 import keras_sphere
 from keras_sphere import plotting
 from keras_sphere import weather
+from keras_sphere.training.loop import read_history
 
 HEADLINE_LEADS_H = (6, 24, 72, 120)
 FORECASTS = ("model", "persistence", "climatology")
+
+
+def simulation_hours(run_dir: pathlib.Path) -> float:
+    """Wall hours of the simulation, from the simulate log's last line per call."""
+    log = run_dir.parent / f"{run_dir.name}_simulate.log"
+    if not log.exists():
+        return float("nan")
+    seconds, previous = 0.0, 0.0
+    for line in log.read_text().splitlines():
+        if line.endswith(" s") and ", " in line:
+            value = float(line.rsplit(", ", 1)[1][:-2])
+            if value < previous:  # a new call: its clock starts again
+                seconds += previous
+            previous = value
+    return (seconds + previous) / 3600
 
 
 def headline(scores, recipe: Recipe) -> dict:
@@ -103,6 +119,29 @@ def plot_scores(scores, forecasts, test, out_dir: pathlib.Path, recipe: Recipe):
     )
 
 
+def goals(metrics: dict) -> str:
+    """Whether the model beats persistence at every lead and climatology to 3 days."""
+    lines = []
+    for baseline, leads in (
+        ("persistence", list(metrics["rmse"])),
+        ("climatology", [lead for lead in metrics["rmse"] if int(lead[:-1]) <= 72]),
+    ):
+        losing = [
+            f"{name} at {lead}"
+            for lead in leads
+            for name, value in metrics["rmse"][lead]["model"].items()
+            if value >= metrics["rmse"][lead][baseline][name]
+        ]
+        target = f"better than {baseline} at " + (
+            "every lead" if baseline == "persistence" else "leads up to 3 days"
+        )
+        lines.append(
+            f"- Goal {target}: "
+            + ("**met**." if not losing else f"not met ({', '.join(losing)}).")
+        )
+    return "\n".join(lines)
+
+
 def card(metrics: dict, recipe: Recipe) -> str:
     rows = []
     for lead, by_forecast in metrics["rmse"].items():
@@ -111,28 +150,98 @@ def card(metrics: dict, recipe: Recipe) -> str:
             rows.append(f"| {lead} | {forecast} | {cells} |")
     first = next(iter(metrics["rmse"].values()))
     names = " | ".join(next(iter(first.values())))
+    splits = metrics["splits"]
+    split_lines = "\n".join(
+        f"- {name}: {info['states']} states, {info['first'][:13]} to "
+        f"{info['last'][:13]} (simulated calendar)"
+        for name, info in splits.items()
+    )
+    training = metrics["training"]
     return f"""# weather_64: pretrained on simulated Held-Suarez dynamics, not ERA5
 
-A `WeatherForecaster` stepping geopotential, temperature and wind on
-{", ".join(str(v) for v in recipe.levels)} hPa by 6 h on a {recipe.grid_size} x
-{recipe.grid_size} grid (L = {recipe.grid.max_bandlimit}). Trained by
-`zoo/weather_64/train.py` on a dry Held-Suarez atmosphere simulated with
-dinosaur-dycore at T{recipe.truncation} ({recipe.sigma_levels} sigma levels, seed
-{recipe.seed}, {recipe.spinup_days:g} days of spin-up; no seasons, moisture, land or
-orography), resampled onto the model grid keeping degrees up to L.
+A `WeatherForecaster` ({metrics["parameters"]:,} parameters) stepping geopotential,
+temperature and wind on {", ".join(str(v) for v in recipe.levels)} hPa by 6 h on a
+{recipe.grid_size} x {recipe.grid_size} equiangular grid with poles (L =
+{recipe.grid.max_bandlimit}). It has never seen real weather: it is trained on a dry
+Held-Suarez atmosphere (no seasons, moisture, land or orography), so it is a
+demonstration and a starting point for fine-tuning, not a weather forecast.
+
+```python
+import keras_sphere
+from keras_sphere import weather
+
+model = keras_sphere.zoo.load("weather_64")
+states = keras_sphere.zoo.load_sample("weather_64")  # a held-out state and its truth
+forecast = weather.forecast(model, states.isel(time=[0]), lead_time="5D")
+```
+
+## Training data
+- Simulated by `zoo/weather_64/train.py simulate` with dinosaur-dycore
+  (`keras_sphere.data.weather.simulate_held_suarez`) at T{recipe.truncation} with
+  {recipe.sigma_levels} sigma levels, seed {recipe.seed}, {recipe.spinup_days:g}
+  days of spin-up from rest, then 6-hourly states interpolated to pressure levels;
+  put on the model grid by `open_wb2` keeping degrees up to
+  {recipe.grid.max_bandlimit} (`lmax`).
+- Split into whole blocks of simulated time ({recipe.fractions}) with {recipe.gap}
+  gaps between them:
+{split_lines}
+- Normalisation from the training block (area-weighted; u and v share one scale per
+  level and keep their mean), stored in the preset's config.
+
+## Inputs and outputs
+`weather.forecast(model, initial_state, lead_time)` takes a WeatherBench-2-layout
+`xarray.Dataset` on the {recipe.grid_size} x {recipe.grid_size} grid with
+`geopotential` (m2 s-2), `temperature` (K), `u_component_of_wind` and
+`v_component_of_wind` (m s-1) at levels {list(recipe.levels)} hPa, and returns the
+same variables with a `prediction_timedelta` dimension (6 h steps).
+`keras_sphere.zoo.load_sample("weather_64")` is a held-out state with the simulated
+truth at 6 h and 1 to 5 days; `load_sample("weather_64", "climatology")` the
+training block's mean state.
+
+## Recipe
+Residual spherical UNet (`WeatherBackbone`, widths {recipe.widths}, spins 0 and 1:
+scalars as spin 0 and each level's (u, v) as one spin-1 field) predicting normalised
+6 h differences. Adam, batch {recipe.batch}, learning rate {recipe.learning_rate:g}
+with cosine decay to {recipe.final_learning_rate:g} over {recipe.epochs} epochs of
+{recipe.steps_per_epoch} steps; {recipe.single_step_epochs} epochs on single 6 h
+steps, then rollouts of 2 to {recipe.max_rollout} steps
+({recipe.epochs_per_rollout_step} epochs each, the last length to the end). Best
+weights by the loss of 1-day rollouts on the validation block.
+
+## Compute
+{training["epochs"]} epochs ({training["steps"]:,} steps, {training["windows"]:,}
+training windows seen) in {metrics["compute_hours"]:.2f} h on 2 CPU cores, plus
+{metrics["simulation_hours"]:.1f} h of simulation.
 
 ## Held-out metrics
-Area-weighted RMSE on the test block of simulated time ({metrics["test_forecasts"]}
-forecasts, one per simulated day), separated from training by {recipe.gap} gaps;
-climatology is the training block's time mean.
+Area-weighted RMSE on the test block ({metrics["test_forecasts"]} forecasts, one
+from every simulated day), separated from training and validation by {recipe.gap}
+gaps; persistence keeps the initial state; climatology is the training block's
+time mean. z500 in m2 s-2 (divide by 9.81 for metres), t850 in K, wind850 the RMSE
+of the wind vector in m s-1.
 
 | lead | forecast | {names} |
 |---|---|{"---|" * len(first["model"])}
 {chr(10).join(rows)}
 
-Compute: {metrics["compute_hours"]:.2f} h of training on 2 CPU cores.
+{goals(metrics)}
+
 ![RMSE against lead time](rmse.png)
 ![z500 forecast](forecast.png)
+
+## Limitations
+- Simulated dry dynamics only: not ERA5, no seasons, moisture, land or orography;
+  it will not forecast the real atmosphere without fine-tuning on real data.
+- Degrees above L = {recipe.grid.max_bandlimit} are removed from the data; the
+  model sees and predicts nothing finer.
+- Trained for about an hour on 2 CPU cores.
+
+## Citation
+- I. M. Held and M. J. Suarez, A proposal for the intercomparison of the dynamical
+  cores of atmospheric general circulation models, BAMS 75, 1825-1830 (1994).
+- dinosaur-dycore (Google Research), the differentiable dynamical core used to
+  simulate the data.
+- C. Esteves, J.-J. Slotine, A. Makadia, Scaling Spherical CNNs, ICML 2023.
 """
 
 
@@ -147,10 +256,29 @@ def export(run_dir: pathlib.Path, out_dir: pathlib.Path, recipe: Recipe | None =
     climatology = weather.climatology_of(splits["train"][list(VARIABLES)]).load()
     scores = weather.evaluate(forecasts, test, climatology)
     compute = json.loads((run_dir / "compute.json").read_text())
+    history = read_history(run_dir / "history.csv")
+    epochs = int(history[-1]["epoch"])
+    steps = epochs * recipe.steps_per_epoch
     metrics = {
         "rmse": headline(scores, recipe),
         "test_forecasts": int(forecasts.sizes["time"]),
         "compute_hours": compute["wall_seconds"] / 3600,
+        "simulation_hours": simulation_hours(run_dir),
+        "parameters": int(model.count_params()),
+        "training": {
+            "epochs": epochs,
+            "steps": steps,
+            "windows": steps * recipe.batch,
+            "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),
+        },
+        "splits": {
+            name: {
+                "states": int(split.sizes["time"]),
+                "first": str(split["time"].values[0]),
+                "last": str(split["time"].values[-1]),
+            }
+            for name, split in splits.items()
+        },
         "recipe": json.loads((run_dir / "recipe.json").read_text()),
     }
     out_dir.mkdir(parents=True, exist_ok=True)

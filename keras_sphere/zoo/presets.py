@@ -37,6 +37,17 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "task.weights.h5": "c0043b3510b1dc734064a8c98451405eea5ecae88cfc6c3e36cdf3dc1f2cf2c2",  # noqa: E501
         },
     },
+    "weather_64": {
+        "task": "WeatherForecaster",
+        "description": (
+            "6-hourly forecasts of geopotential, temperature and wind on 4 pressure "
+            "levels, 64 x 64 grid (L = 31), rolled out to 5 days; pretrained on a "
+            "simulated Held-Suarez atmosphere (T42), not ERA5."
+        ),
+        "sha256": {
+            "model.weights.h5": "bb78197d830ef60368f06f83aa4a34c92eb48d581d5b9be89d8619c44df99bc6",  # noqa: E501
+        },
+    },
 }
 
 

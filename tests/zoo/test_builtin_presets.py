@@ -33,6 +33,8 @@ def sample_input(name: str, reference: dict) -> np.ndarray:
         test = qm9.load(reference["split"], reference["config"], verbose=0)
         rows = reference["rows"]
         return {"positions": test["positions"][rows], "charges": test["charges"][rows]}
+    if task == "WeatherForecaster":
+        return zoo.load_sample(name, reference["sample"]).isel(time=[0])
     raise AssertionError(f"no sample input defined for task {task}")
 
 
@@ -79,6 +81,15 @@ def test_builtin_preset_reproduces_reference(name):
             np.testing.assert_allclose(
                 predictions[target], expected, atol=reference["rtol"] * scale
             )
+        return
+    if BUILTIN_PRESETS[name]["task"] == "WeatherForecaster":
+        from keras_sphere import weather
+
+        forecast = weather.forecast(model, sample, reference["lead"])
+        field = forecast[reference["variable"]].isel(time=0, prediction_timedelta=-1)
+        field = field.sel(level=reference["level"]).values
+        values = [field[i, j] for i, j in reference["points"]]
+        np.testing.assert_allclose(values, reference["values"], atol=reference["atol"])
         return
     probabilities = model.predict(sample, batch_size=2, verbose=0)
     # atol 0.01 (keras-hub's preset tests): float32 transforms of 4 M pixels may

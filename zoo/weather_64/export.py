@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 from train import VARIABLES
@@ -23,6 +24,7 @@ from keras_sphere import weather
 from keras_sphere.training.loop import read_history
 
 HEADLINE_LEADS_H = (6, 24, 72, 120)
+UNITS = ("m2 s-2", "K", "m s-1", "m s-1")  # of VARIABLES
 FORECASTS = ("model", "persistence", "climatology")
 
 
@@ -97,6 +99,35 @@ def write_samples(test, climatology, recipe: Recipe, out_dir: pathlib.Path) -> N
     )
 
 
+# (latitude, longitude) of the reference points as fractions of the grid.
+REFERENCE_POINTS = [(1, 0), (2, 3), (3, 5), (4, 1), (5, 6), (6, 4), (7, 7)]
+
+
+def write_reference(model, out_dir: pathlib.Path) -> dict:
+    """reference.json: z500 one day after the shipped sample state, at fixed grid
+    points, for tests that the preset reproduces itself after loading."""
+    from keras_sphere.zoo.samples import load_sample
+
+    states = load_sample(str(out_dir))
+    day = weather.forecast(model, states.isel(time=[0]), "1D")
+    z500 = day["geopotential"].isel(time=0, prediction_timedelta=-1).sel(level=500)
+    n_lat, n_lon = z500.shape
+    points = [(i * n_lat // 8, j * n_lon // 8) for i, j in REFERENCE_POINTS]
+    reference = {
+        "sample": "states",
+        "variable": "geopotential",
+        "level": 500,
+        "lead": "1D",
+        "points": points,
+        "values": [float(z500.values[i, j]) for i, j in points],
+        # m2 s-2, ~1e-5 of the field: float32 reductions may round differently
+        # on other CPUs, and 4 steps compound it.
+        "atol": 1.0,
+    }
+    (out_dir / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+    return reference
+
+
 def plot_scores(scores, forecasts, test, out_dir: pathlib.Path, recipe: Recipe):
     z_level = 500 if 500 in recipe.levels else recipe.levels[0]
     t_level = 850 if 850 in recipe.levels else recipe.levels[-1]
@@ -117,6 +148,16 @@ def plot_scores(scores, forecasts, test, out_dir: pathlib.Path, recipe: Recipe):
         units="m2 s-2",
         path=out_dir / "forecast.png",
     )
+
+
+def listing_metrics(rmse: dict) -> dict:
+    """Metadata metrics for `zoo.list_presets`: RMSE at 3 days (or the last lead)."""
+    lead = "72h" if "72h" in rmse else list(rmse)[-1]
+    model, persistence = rmse[lead]["model"], rmse[lead]["persistence"]
+    metrics = {f"{name}_rmse_{lead}": value for name, value in model.items()}
+    for name, value in persistence.items():
+        metrics[f"{name}_rmse_{lead}_persistence"] = value
+    return {"metrics": metrics, "headline_metric": next(iter(metrics))}
 
 
 def goals(metrics: dict) -> str:
@@ -152,7 +193,7 @@ def card(metrics: dict, recipe: Recipe) -> str:
     names = " | ".join(next(iter(first.values())))
     splits = metrics["splits"]
     split_lines = "\n".join(
-        f"- {name}: {info['states']} states, {info['first'][:13]} to "
+        f"  - {name}: {info['states']} states, {info['first'][:13]} to "
         f"{info['last'][:13]} (simulated calendar)"
         for name, info in splits.items()
     )
@@ -182,8 +223,8 @@ forecast = weather.forecast(model, states.isel(time=[0]), lead_time="5D")
   days of spin-up from rest, then 6-hourly states interpolated to pressure levels;
   put on the model grid by `open_wb2` keeping degrees up to
   {recipe.grid.max_bandlimit} (`lmax`).
-- Split into whole blocks of simulated time ({recipe.fractions}) with {recipe.gap}
-  gaps between them:
+- Split into whole blocks of simulated time (fractions {recipe.fractions}) with
+  {recipe.gap} gaps between them:
 {split_lines}
 - Normalisation from the training block (area-weighted; u and v share one scale per
   level and keep their mean), stored in the preset's config.
@@ -207,6 +248,8 @@ with cosine decay to {recipe.final_learning_rate:g} over {recipe.epochs} epochs 
 steps, then rollouts of 2 to {recipe.max_rollout} steps
 ({recipe.epochs_per_rollout_step} epochs each, the last length to the end). Best
 weights by the loss of 1-day rollouts on the validation block.
+
+![learning curve](training_curves.png)
 
 ## Compute
 {training["epochs"]} epochs ({training["steps"]:,} steps, {training["windows"]:,}
@@ -283,13 +326,28 @@ def export(run_dir: pathlib.Path, out_dir: pathlib.Path, recipe: Recipe | None =
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_scores(scores, forecasts, test, out_dir, recipe)
+    shutil.copy(run_dir / "learning_curve.png", out_dir / "training_curves.png")
     write_samples(test, climatology, recipe, out_dir)
     keras_sphere.zoo.save_preset(
         model,
         out_dir,
         model_card=card(metrics, recipe),
-        metadata={"grid": list(recipe.grid.shape), "training_data": "Held-Suarez"},
+        metadata={
+            "grid": list(recipe.grid.shape),
+            "ell_max": recipe.grid.max_bandlimit,
+            "inputs": {
+                name: {"units": units, "levels_hPa": list(recipe.levels)}
+                for name, units in zip(VARIABLES, UNITS, strict=True)
+            },
+            "outputs": "the same variables 6 h later (forecast() rolls out)",
+            "training_data": (
+                f"simulated Held-Suarez atmosphere (dinosaur-dycore "
+                f"T{recipe.truncation}), not ERA5"
+            ),
+            **listing_metrics(metrics["rmse"]),
+        },
     )
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_reference(model, out_dir)
     print(json.dumps(metrics["rmse"], indent=2))
     return metrics

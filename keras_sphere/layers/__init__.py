@@ -12,6 +12,7 @@ from keras_sphere.layers.scattering_layer import ScatteringLayer
 from keras_sphere.layers.scattering_layer import feature_statistics
 from keras_sphere.layers.spectral_batch_norm import SpectralBatchNorm
 from keras_sphere.layers.spherical_batch_norm import SphericalBatchNorm
+from keras_sphere.layers.spherical_downsampling import SphericalDownsampling
 from keras_sphere.layers.spherical_mean import SphericalMean
 from keras_sphere.layers.spherical_pooling import SphericalPooling
 from keras_sphere.layers.spherical_res_block import SphericalResBlock

@@ -13,12 +13,16 @@ from keras_sphere.models.cmb import CMBBackbone  # noqa: E402
 from keras_sphere.models.cmb import CMBClassifier  # noqa: E402
 from keras_sphere.models.qm9 import QM9Backbone  # noqa: E402
 from keras_sphere.models.qm9 import QM9Regressor  # noqa: E402
+from keras_sphere.models.weather import PooledWeatherBackbone  # noqa: E402
+from keras_sphere.models.weather import PooledWeatherForecaster  # noqa: E402
 from keras_sphere.models.weather import WeatherBackbone  # noqa: E402
 from keras_sphere.models.weather import WeatherForecaster  # noqa: E402
 
 __all__ = [
     "CMBBackbone",
     "CMBClassifier",
+    "PooledWeatherBackbone",
+    "PooledWeatherForecaster",
     "QM9Backbone",
     "QM9Regressor",
     "WeatherBackbone",

@@ -262,9 +262,9 @@ class WeatherForecaster(keras_hub.models.Task):
             raise ValueError(
                 "WeatherForecaster takes normalised states directly: preprocessor=None."
             )
-        if not isinstance(backbone, WeatherBackbone):
+        if not isinstance(backbone, self.backbone_cls):
             raise TypeError(
-                "backbone must be a WeatherBackbone. Received: "
+                f"backbone must be a {self.backbone_cls.__name__}. Received: "
                 f"{type(backbone).__name__}"
             )
         normalization = _checked_normalization(normalization, backbone)

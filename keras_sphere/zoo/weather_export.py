@@ -1,0 +1,336 @@
+"""The weather presets' shared export: held-out RMSE, baselines, plots, preset folder.
+
+`export_weather_preset` loads a run's best weights, forecasts 5 days from every
+simulated day of the test block, scores the forecasts with area-weighted RMSE next
+to persistence, the training block's climatology and any extra baselines, and
+writes the preset folder (weights, card, metrics.json, rmse.png, forecast.png,
+training_curves.png, the held-out sample and reference.json). Each recipe's
+``export.py`` supplies its card.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+from collections.abc import Callable
+
+import numpy as np
+
+from keras_sphere.zoo.weather_recipe import VARIABLES
+from keras_sphere.zoo.weather_recipe import WeatherRecipe
+from keras_sphere.zoo.weather_recipe import build_model
+from keras_sphere.zoo.weather_recipe import splits_and_statistics
+
+__all__ = [
+    "HEADLINE_LEADS_H",
+    "UNITS",
+    "export_weather_preset",
+    "goals",
+    "headline",
+    "sample_leads",
+    "simulation_hours",
+    "upsampled_preset_forecast",
+]
+
+HEADLINE_LEADS_H = (6, 24, 72, 120)
+UNITS = ("m2 s-2", "K", "m s-1", "m s-1")  # of VARIABLES
+# (latitude, longitude) of reference.json's points as eighths of the grid.
+REFERENCE_POINTS = [(1, 0), (2, 3), (3, 5), (4, 1), (5, 6), (6, 4), (7, 7)]
+
+
+def simulation_hours(run_dir: pathlib.Path) -> float:
+    """Wall hours of the simulation, from the simulate log's last line per call."""
+    log = run_dir.parent / f"{run_dir.name}_simulate.log"
+    if not log.exists():
+        return float("nan")
+    seconds, previous = 0.0, 0.0
+    for line in log.read_text().splitlines():
+        if line.endswith(" s") and ", " in line:
+            value = float(line.rsplit(", ", 1)[1][:-2])
+            if value < previous:  # a new call: its clock starts again
+                seconds += previous
+            previous = value
+    return (seconds + previous) / 3600
+
+
+def headline(scores, recipe: WeatherRecipe) -> dict:
+    """RMSE of z500, t850 and the 850 hPa wind vector per forecast and lead.
+
+    Units m^2 s^-2, K and m s^-1; leads keyed "6h", "24h", ...
+    """
+    wind_level = 850 if 850 in recipe.levels else recipe.levels[-1]
+    z_level = 500 if 500 in recipe.levels else recipe.levels[0]
+    table = {}
+    for hours in HEADLINE_LEADS_H:
+        lead = np.timedelta64(hours, "h")
+        if lead not in scores["prediction_timedelta"].values:
+            continue
+        at = scores.sel(prediction_timedelta=lead)
+        u = at["u_component_of_wind"].sel(level=wind_level)
+        v = at["v_component_of_wind"].sel(level=wind_level)
+        table[f"{hours}h"] = {
+            str(name): {
+                f"z{z_level}": float(
+                    at["geopotential"].sel(level=z_level, forecast=name)
+                ),
+                f"t{wind_level}": float(
+                    at["temperature"].sel(level=wind_level, forecast=name)
+                ),
+                f"wind{wind_level}": float(
+                    np.hypot(u.sel(forecast=name), v.sel(forecast=name))
+                ),
+            }
+            for name in scores["forecast"].values
+        }
+    return table
+
+
+def goals(metrics: dict, baselines: dict[str, int | None]) -> str:
+    """Markdown lines: whether the model beats each baseline.
+
+    `baselines` maps a forecast name to the longest lead in hours checked (None:
+    every lead).
+    """
+    lines = []
+    for baseline, limit in baselines.items():
+        leads = [
+            lead for lead in metrics["rmse"] if limit is None or int(lead[:-1]) <= limit
+        ]
+        losing = [
+            f"{name} at {lead}"
+            for lead in leads
+            for name, value in metrics["rmse"][lead]["model"].items()
+            if value >= metrics["rmse"][lead][baseline][name]
+        ]
+        where = "every lead" if limit is None else f"leads up to {limit // 24} days"
+        lines.append(
+            f"- Goal better than {baseline} at {where}: "
+            + ("**met**." if not losing else f"not met ({', '.join(losing)}).")
+        )
+    return "\n".join(lines)
+
+
+def listing_metrics(rmse: dict) -> dict:
+    """Metadata metrics for `zoo.list_presets`: RMSE at 3 days (or the last lead)."""
+    lead = "72h" if "72h" in rmse else list(rmse)[-1]
+    model, persistence = rmse[lead]["model"], rmse[lead]["persistence"]
+    metrics = {f"{name}_rmse_{lead}": value for name, value in model.items()}
+    for name, value in persistence.items():
+        metrics[f"{name}_rmse_{lead}_persistence"] = value
+    return {"metrics": metrics, "headline_metric": next(iter(metrics))}
+
+
+def sample_leads(lead_steps: int) -> list[int]:
+    """6 h steps of the shipped sample: 0, 6 h and every day up to the last lead."""
+    return sorted({0, 1, *range(4, lead_steps + 1, 4)} & set(range(lead_steps + 1)))
+
+
+def write_samples(test, climatology, recipe, preset: str, out_dir) -> None:
+    """Ship a held-out state, its truth and the climatology with the preset.
+
+    The test block's first state and its truth at `sample_leads`, and the training
+    climatology, read back by `keras_sphere.zoo.load_sample`.
+    """
+    from keras_sphere.zoo.samples import write_sample
+
+    steps = np.array(sample_leads(recipe.lead_steps))
+    times = test["time"].values[0] + steps * np.timedelta64(6, "h")
+    attrs = {
+        "title": "Held-out simulated Held-Suarez states (not ERA5)",
+        "source": f"dinosaur-dycore T{recipe.truncation}, test block of "
+        f"zoo/{preset}/train.py, on the {recipe.grid_size} x {recipe.grid_size} "
+        "model grid",
+    }
+    states = test[list(VARIABLES)].sel(time=times).assign_attrs(attrs)
+    write_sample(states, out_dir, "states")
+    write_sample(
+        climatology.assign_attrs(attrs, title="Training-block climatology"),
+        out_dir,
+        "climatology",
+    )
+
+
+def write_reference(model, out_dir: pathlib.Path) -> dict:
+    """Write reference.json: z500 one day after the shipped sample state.
+
+    At fixed grid points, for tests that the preset reproduces itself after loading.
+    """
+    from keras_sphere import weather
+    from keras_sphere.zoo.samples import load_sample
+
+    states = load_sample(str(out_dir))
+    day = weather.forecast(model, states.isel(time=[0]), "1D")
+    z500 = day["geopotential"].isel(time=0, prediction_timedelta=-1).sel(level=500)
+    n_lat, n_lon = z500.shape
+    points = [(i * n_lat // 8, j * n_lon // 8) for i, j in REFERENCE_POINTS]
+    reference = {
+        "sample": "states",
+        "variable": "geopotential",
+        "level": 500,
+        "lead": "1D",
+        "points": points,
+        "values": [float(z500.values[i, j]) for i, j in points],
+        # m2 s-2, ~1e-5 of the field: float32 reductions may round differently
+        # on other CPUs, and 4 steps compound it.
+        "atol": 1.0,
+    }
+    (out_dir / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
+    return reference
+
+
+def plot_scores(scores, forecasts, test, out_dir: pathlib.Path, recipe) -> None:
+    from keras_sphere import plotting
+
+    z_level = 500 if 500 in recipe.levels else recipe.levels[0]
+    t_level = 850 if 850 in recipe.levels else recipe.levels[-1]
+    plotting.plot_rmse_by_lead(
+        scores,
+        [
+            ("geopotential", z_level, "m2 s-2"),
+            ("temperature", t_level, "K"),
+            ("u_component_of_wind", t_level, "m s-1"),
+        ],
+        out_dir / "rmse.png",
+    )
+    plotting.plot_forecast_maps(
+        forecasts,
+        test,
+        "geopotential",
+        level=z_level,
+        units="m2 s-2",
+        path=out_dir / "forecast.png",
+    )
+
+
+def upsampled_preset_forecast(preset: str, recipe: WeatherRecipe):
+    """A baseline: another preset's forecasts, resampled onto `recipe`'s grid.
+
+    `preset`'s forecaster runs on the initial states spectrally truncated to its
+    grid; its forecast is resampled exactly (zero-padded degrees) onto the grid.
+
+    Returns a function (initial states, lead steps) -> forecast dataset.
+    """
+    import xarray
+
+    from keras_sphere import weather
+    from keras_sphere.data.weather import open_wb2
+    from keras_sphere.zoo.loading import load
+
+    model = load(preset)
+    coarse = model.backbone.grid
+    fine = recipe.grid
+
+    def resample(dataset, grid, lmax):
+        return open_wb2(dataset, VARIABLES, levels=recipe.levels, grid=grid, lmax=lmax)
+
+    def run(initial, steps: int):
+        small = resample(initial, coarse, coarse.max_bandlimit)
+        predicted = weather.forecast(model, small, steps)
+        leads = [
+            resample(predicted.isel(prediction_timedelta=k), fine, coarse.max_bandlimit)
+            for k in range(predicted.sizes["prediction_timedelta"])
+        ]
+        stacked = xarray.concat(leads, dim="prediction_timedelta")
+        stacked = stacked.assign_coords(
+            prediction_timedelta=predicted["prediction_timedelta"].values
+        )
+        return stacked.transpose("time", "prediction_timedelta", ...)
+
+    return run
+
+
+def export_weather_preset(
+    preset: str,
+    run_dir: pathlib.Path,
+    out_dir: pathlib.Path,
+    recipe: WeatherRecipe,
+    card: Callable[[dict, WeatherRecipe], str],
+    baselines: dict | None = None,
+) -> dict:
+    """Score the run's best weights on the test block and write the preset folder.
+
+    Args:
+        preset: the preset's name (``"weather_64"``), for the sample's provenance.
+        run_dir: the recipe's run directory.
+        out_dir: the preset folder to write.
+        recipe: the run's `WeatherRecipe`.
+        card: (metrics, recipe) -> the model card (markdown).
+        baselines: extra forecasts to score, name -> function (initial states, lead
+            steps) -> forecast dataset on the model grid (`upsampled_preset_forecast`).
+
+    Returns:
+        The metrics written to metrics.json (RMSE table under "rmse").
+    """
+    import xarray
+
+    import keras_sphere
+    from keras_sphere import weather
+    from keras_sphere.training.loop import read_history
+
+    splits, stats = splits_and_statistics(run_dir, recipe)
+    model = build_model(recipe, stats)
+    model.load_weights(run_dir / "best.weights.h5")
+    test = splits["test"].load()
+    starts = slice(0, test.sizes["time"] - recipe.lead_steps, recipe.test_stride)
+    initial = test.isel(time=starts)
+    forecasts = weather.forecast(model, initial, recipe.lead_steps)
+    climatology = weather.climatology_of(splits["train"][list(VARIABLES)]).load()
+    scores = weather.evaluate(forecasts, test, climatology)
+    for name, baseline in (baselines or {}).items():
+        other = weather.evaluate(baseline(initial, recipe.lead_steps), test)
+        other = other.sel(forecast=["model"]).assign_coords(forecast=[name])
+        scores = xarray.concat([scores, other], dim="forecast")
+    compute = json.loads((run_dir / "compute.json").read_text())
+    history = read_history(run_dir / "history.csv")
+    epochs = int(history[-1]["epoch"])
+    steps = epochs * recipe.steps_per_epoch
+    metrics = {
+        "rmse": headline(scores, recipe),
+        "test_forecasts": int(forecasts.sizes["time"]),
+        "compute_hours": compute["wall_seconds"] / 3600,
+        "simulation_hours": simulation_hours(run_dir),
+        "parameters": int(model.count_params()),
+        "training": {
+            "epochs": epochs,
+            "steps": steps,
+            "windows": steps * recipe.batch,
+            "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),
+        },
+        "splits": {
+            name: {
+                "states": int(split.sizes["time"]),
+                "first": str(split["time"].values[0]),
+                "last": str(split["time"].values[-1]),
+            }
+            for name, split in splits.items()
+        },
+        "recipe": json.loads((run_dir / "recipe.json").read_text()),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_scores(scores, forecasts, test, out_dir, recipe)
+    shutil.copy(run_dir / "learning_curve.png", out_dir / "training_curves.png")
+    write_samples(test, climatology, recipe, preset, out_dir)
+    keras_sphere.zoo.save_preset(
+        model,
+        out_dir,
+        model_card=card(metrics, recipe),
+        metadata={
+            "grid": list(recipe.grid.shape),
+            "ell_max": recipe.grid.max_bandlimit,
+            "inputs": {
+                name: {"units": units, "levels_hPa": list(recipe.levels)}
+                for name, units in zip(VARIABLES, UNITS, strict=True)
+            },
+            "outputs": "the same variables 6 h later (forecast() rolls out)",
+            "training_data": (
+                f"simulated Held-Suarez atmosphere (dinosaur-dycore "
+                f"T{recipe.truncation}), not ERA5"
+            ),
+            **listing_metrics(metrics["rmse"]),
+        },
+    )
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_reference(model, out_dir)
+    print(json.dumps(metrics["rmse"], indent=2))
+    return metrics

@@ -1,0 +1,309 @@
+"""The weather presets' shared recipe: simulate, put on the model grid, train.
+
+`zoo/weather_64/train.py` and `zoo/weather_256/train.py` are a `WeatherRecipe` each
+(the numbers) and a command line; everything they do is here, so both presets are
+made by one data pipeline and one training loop (`keras_sphere.training.fit_run`).
+
+Data: a dry Held-Suarez atmosphere simulated with dinosaur-dycore
+(`keras_sphere.data.weather.simulate_held_suarez`, extra ``[weather]``), 6-hourly
+states on pressure levels, put on the model's square grid by `open_wb2` keeping the
+degrees the grid holds (``lmax = L``) and cached one simulated day per chunk;
+splits are whole blocks of simulated time with gaps (`split_by_time`). Training
+runs single 6 h steps first, then a rollout curriculum, with a cosine learning
+rate; the best weights are chosen by the validation loss of multi-step rollouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import pathlib
+import time
+
+from keras_sphere.sphere import Grid
+
+__all__ = [
+    "TIME_CHUNK",
+    "VARIABLES",
+    "WeatherRecipe",
+    "build_model",
+    "curriculum_for",
+    "data_path",
+    "learning_rate_schedule",
+    "model_grid_data",
+    "simulate",
+    "splits_and_statistics",
+    "train",
+]
+
+TIME_CHUNK = 4  # 6-hourly states per chunk of the model-grid cache: one day
+VARIABLES = (
+    "geopotential",
+    "temperature",
+    "u_component_of_wind",
+    "v_component_of_wind",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeatherRecipe:
+    """What a weather preset is trained with (tests run the same code at toy size).
+
+    Simulation: `truncation`, `sigma_levels`, `levels` (hPa), `spinup_days`,
+    `time_step_minutes` (None: the simulator's default for the truncation) and
+    `start_from` (None: from rest; else another run's checkpoint, relative to the
+    parent of the run directory, e.g.
+    ``"weather_64/held_suarez_t42.zarr.checkpoint.npz"``).
+
+    Model: a `WeatherBackbone` of `widths` on the `grid_size` square grid, or,
+    with `pool_factor`, a `PooledWeatherBackbone` whose coarse branch has
+    `widths` and whose full-grid branch has `fine_widths`; `initial_preset` names a
+    preset whose backbone initialises the coarse branch (its grid must be the
+    coarse grid).
+
+    Training: Adam on batches of `batch` windows, `learning_rate` decaying by a
+    cosine to `final_learning_rate` over `epochs` epochs of `steps_per_epoch`
+    steps; `single_step_epochs` epochs of 6 h steps, then rollouts growing by one
+    step every `epochs_per_rollout_step` epochs to `max_rollout` (or, with
+    `rollout_lengths`, through those lengths, `epochs_per_rollout_step` epochs
+    each, the last to the end: long rollouts without every length between them,
+    whose cost grows with the length); validation on
+    `validation_steps`-step rollouts every `validation_stride` states.
+    """
+
+    truncation: int = 42
+    sigma_levels: int = 24
+    levels: tuple = (250, 500, 700, 850)  # hPa; the cards report 500 and 850
+    spinup_days: float = 200.0
+    time_step_minutes: int | None = None
+    start_from: str | None = None
+    grid_size: int = 64
+    widths: tuple = (32, 64, 128)
+    bottleneck_blocks: int = 1
+    pool_factor: int | None = None
+    fine_widths: tuple = (8, 16)
+    initial_preset: str | None = None
+    batch: int = 4
+    learning_rate: float = 3e-4
+    final_learning_rate: float = 1e-5
+    single_step_epochs: int = 32
+    max_rollout: int = 4
+    epochs_per_rollout_step: int = 2
+    rollout_lengths: tuple | None = None
+    steps_per_epoch: int = 200
+    epochs: int = 40
+    validation_steps: int = 4
+    validation_stride: int = 8
+    gap: str = "5D"
+    fractions: tuple = (0.8, 0.1, 0.1)
+    test_stride: int = 4  # a test forecast from every simulated day
+    lead_steps: int = 20  # 5 days
+    seed: int = 0
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.grid_size, self.grid_size)
+
+    @property
+    def data_name(self) -> str:
+        return f"held_suarez_t{self.truncation}.zarr"
+
+
+def data_path(run_dir: pathlib.Path, recipe: WeatherRecipe) -> pathlib.Path:
+    """The simulation's zarr store in `run_dir`."""
+    return run_dir / recipe.data_name
+
+
+def simulate(run_dir: pathlib.Path, years: float, recipe: WeatherRecipe) -> None:
+    """Simulate (or extend, or resume) the recipe's atmosphere in `run_dir`."""
+    from keras_sphere.data.weather import simulate_held_suarez
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start_from = None
+    if recipe.start_from is not None:
+        start_from = run_dir.parent / recipe.start_from
+    simulate_held_suarez(
+        data_path(run_dir, recipe),
+        years=years,
+        truncation=recipe.truncation,
+        n_sigma_levels=recipe.sigma_levels,
+        levels=recipe.levels,
+        time_step_minutes=recipe.time_step_minutes,
+        seed=recipe.seed,
+        spinup_days=recipe.spinup_days,
+        start_from=start_from,
+        verbose=True,
+    )
+
+
+def model_grid_data(run_dir: pathlib.Path, recipe: WeatherRecipe):
+    """The simulation on the model grid (degrees <= L kept explicitly), cached.
+
+    Stored one simulated day per chunk with every level and the whole grid, so a
+    training window reads a few small chunks (random windows from time-long
+    chunks read ~100 MB per batch at 64 x 64).
+    """
+    import xarray
+
+    from keras_sphere.data.weather import open_wb2
+
+    source = xarray.open_zarr(data_path(run_dir, recipe))
+    prepared = run_dir / "model_grid.zarr"
+    if prepared.exists():
+        cached = xarray.open_zarr(prepared)
+        chunks = cached[VARIABLES[0]].encoding.get("chunks", ())
+        if cached.sizes["time"] == source.sizes["time"] and chunks[:1] == (TIME_CHUNK,):
+            return cached
+    grid = recipe.grid
+    dataset = open_wb2(
+        source, VARIABLES, levels=recipe.levels, grid=grid, lmax=grid.max_bandlimit
+    )
+    dataset = dataset.chunk({"time": TIME_CHUNK, "level": -1, "latitude": -1})
+    dataset = dataset.chunk({"longitude": -1})
+    for name in dataset.variables:
+        dataset[name].encoding.pop("chunks", None)
+    dataset.to_zarr(prepared, mode="w", zarr_format=2)
+    return xarray.open_zarr(prepared)
+
+
+def splits_and_statistics(run_dir: pathlib.Path, recipe: WeatherRecipe):
+    """({"train", "validation", "test"} datasets, training `Normalization`)."""
+    from keras_sphere.data.weather import ChannelLayout
+    from keras_sphere.data.weather import compute_normalization
+    from keras_sphere.data.weather import split_by_time
+
+    dataset = model_grid_data(run_dir, recipe)
+    splits = split_by_time(dataset, recipe.fractions, gap=recipe.gap)
+    layout = ChannelLayout.from_variables(VARIABLES, recipe.levels)
+    stats = compute_normalization(splits["train"], layout, recipe.grid)
+    return splits, stats
+
+
+def build_model(recipe: WeatherRecipe, stats, initialise: bool = False):
+    """The recipe's forecaster, untrained.
+
+    With `initialise`, a pooled model's coarse branch starts from
+    `recipe.initial_preset`'s backbone.
+    """
+    from keras_sphere.models import PooledWeatherBackbone
+    from keras_sphere.models import PooledWeatherForecaster
+    from keras_sphere.models import WeatherBackbone
+    from keras_sphere.models import WeatherForecaster
+
+    layout = stats.layout
+    counts = (layout.num_scalar_channels, layout.num_wind_levels)
+    if recipe.pool_factor is None:
+        backbone = WeatherBackbone(
+            recipe.grid.shape,
+            *counts,
+            widths=recipe.widths,
+            bottleneck_blocks=recipe.bottleneck_blocks,
+        )
+        return WeatherForecaster(backbone, normalization=stats)
+    backbone = PooledWeatherBackbone(
+        recipe.grid.shape,
+        *counts,
+        pool_factor=recipe.pool_factor,
+        coarse_widths=recipe.widths,
+        fine_widths=recipe.fine_widths,
+        bottleneck_blocks=recipe.bottleneck_blocks,
+    )
+    if initialise and recipe.initial_preset is not None:
+        from keras_sphere.zoo.loading import load_backbone
+
+        initial = load_backbone(recipe.initial_preset)
+        if initial.get_config()["grid_shape"] != list(backbone.coarse.grid_shape):
+            raise ValueError(
+                f"initial_preset {recipe.initial_preset!r} works on a "
+                f"{initial.grid_shape} grid, not the coarse grid "
+                f"{backbone.coarse.grid_shape}."
+            )
+        backbone.coarse.set_weights(initial.get_weights())
+    return PooledWeatherForecaster(backbone, normalization=stats)
+
+
+def learning_rate_schedule(recipe: WeatherRecipe):
+    """Cosine decay over the whole run (resumes with the optimizer's step)."""
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(
+        recipe.learning_rate,
+        decay_steps=recipe.epochs * recipe.steps_per_epoch,
+        alpha=recipe.final_learning_rate / recipe.learning_rate,
+    )
+
+
+def curriculum_for(epoch: int, recipe: WeatherRecipe) -> int:
+    """Rollout length of an epoch.
+
+    Single 6 h steps first (cheap, and most of the learning), then
+    `rollout_curriculum` up to ``max_rollout`` steps.
+    """
+    from keras_sphere.models.weather import rollout_curriculum
+
+    if epoch < recipe.single_step_epochs:
+        return 1
+    if recipe.rollout_lengths:
+        index = (epoch - recipe.single_step_epochs) // recipe.epochs_per_rollout_step
+        return int(recipe.rollout_lengths[min(index, len(recipe.rollout_lengths) - 1)])
+    return rollout_curriculum(
+        epoch - recipe.single_step_epochs + recipe.epochs_per_rollout_step,
+        max_steps=recipe.max_rollout,
+        epochs_per_step=recipe.epochs_per_rollout_step,
+    )
+
+
+def train(
+    run_dir: pathlib.Path,
+    hours: float | None,
+    recipe: WeatherRecipe,
+    verbose: int = 2,
+) -> dict:
+    """Train (or resume) in `run_dir` for at most `hours` (`fit_run`'s result)."""
+    import keras
+
+    from keras_sphere.data.weather import WeatherWindows
+    from keras_sphere.training import set_seed
+    from keras_sphere.training.loop import fit_run
+
+    set_seed(recipe.seed)
+    splits, stats = splits_and_statistics(run_dir, recipe)
+    # A resumed run restores its weights from the back-up: only a new run needs
+    # the initial preset.
+    model = build_model(recipe, stats, initialise=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(recipe)))
+    batches = WeatherWindows(
+        splits["train"],
+        stats,
+        batch_size=recipe.batch,
+        seed=recipe.seed,
+        curriculum=functools.partial(curriculum_for, recipe=recipe),
+        steps_per_epoch=recipe.steps_per_epoch,
+    )
+    validation = WeatherWindows(
+        splits["validation"],
+        stats,
+        steps=recipe.validation_steps,
+        batch_size=recipe.batch,
+        shuffle=False,
+        stride=recipe.validation_stride,
+    )
+    (run_dir / "recipe.json").write_text(
+        json.dumps(dataclasses.asdict(recipe), indent=2)
+    )
+    started = time.time()
+    result = fit_run(
+        model,
+        batches,
+        run_dir,
+        epochs=recipe.epochs,
+        validation_data=validation,
+        max_hours=hours,
+        verbose=verbose,
+    )
+    compute = run_dir / "compute.json"
+    spent = json.loads(compute.read_text()) if compute.exists() else {"wall_seconds": 0}
+    spent["wall_seconds"] += time.time() - started
+    compute.write_text(json.dumps(spent, indent=2))
+    return result

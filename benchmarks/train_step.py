@@ -97,9 +97,16 @@ from _runner import report_case
 from _runner import run_marked
 from _runner import wait_for_idle
 
-CONFIG_NAMES = ("qm9", "mnist", "qm9_preset", "weather_64", "weather_256")
+CONFIG_NAMES = (
+    "qm9",
+    "mnist",
+    "qm9_preset",
+    "weather_64",
+    "weather_256",
+    "weather_256_preset",
+)
 # Configurations without a reference counterpart.
-OURS_ONLY = ("qm9_preset", "weather_64", "weather_256")
+OURS_ONLY = ("qm9_preset", "weather_64", "weather_256", "weather_256_preset")
 CONFIGS: dict[str, dict[str, Any]] = {
     "qm9": {
         "description": "QM9 backbone, 16 molecules x 18 atoms, 32 x 32",
@@ -143,6 +150,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "1-step rollout; plus a 20-step forecast",
         "batch": 1,
         "grid_size": 256,
+    },
+    # Issue 20's preset: zoo/weather_256's PooledWeatherForecaster (weather_64's UNet
+    # on the grid pooled to 64 x 64, plus a (8, 16) UNet on 256 x 256), batch 1.
+    "weather_256_preset": {
+        "description": "the weather_256 preset's PooledWeatherForecaster, 256 x 256, "
+        "batch 1, 1-step rollout; plus a 20-step (5-day) forecast",
+        "batch": 1,
+        "grid_size": 256,
+        "recipe": "weather_256",
     },
 }
 FORECAST_STEPS = 20
@@ -407,20 +423,21 @@ _QM9_ATOM_COUNT_SHARES = _QM9_ATOM_COUNTS / _QM9_ATOM_COUNTS.sum()
 
 
 def build_ours_weather(config: Result):
-    """The weather_64 recipe's forecaster on the configuration's grid: (model, x, y)."""
+    """A weather recipe's forecaster (default weather_64's) on the configuration's
+    grid, untrained: (model, x, y)."""
     import dataclasses
 
     import keras
 
-    sys.path.insert(0, str(REPO_ROOT / "zoo" / "weather_64"))
-    from train import VARIABLES
-    from train import Recipe
-    from train import build_model
-
     from keras_sphere.data.weather import ChannelLayout
     from keras_sphere.data.weather import Normalization
+    from keras_sphere.zoo.weather_recipe import VARIABLES
+    from keras_sphere.zoo.weather_recipe import build_model
 
-    recipe = dataclasses.replace(Recipe(), grid_size=config["grid_size"])
+    sys.path.insert(0, str(REPO_ROOT / "zoo" / config.get("recipe", "weather_64")))
+    from train import RECIPE
+
+    recipe = dataclasses.replace(RECIPE, grid_size=config["grid_size"])
     layout = ChannelLayout.from_variables(VARIABLES, recipe.levels)
     ones = [1.0] * layout.num_channels
     model = build_model(recipe, Normalization(layout, [0.0] * len(ones), ones, ones))
@@ -440,6 +457,7 @@ def build_ours(name: str):
         "qm9_preset": build_ours_qm9_preset,
         "weather_64": build_ours_weather,
         "weather_256": build_ours_weather,
+        "weather_256_preset": build_ours_weather,
     }[name]
     return builder(CONFIGS[name])
 

@@ -1,6 +1,6 @@
-"""Forecast 5 days with the `weather_64` preset from the held-out state it ships.
+"""Forecast 5 days with a weather preset from the held-out state it ships.
 
-The preset folder holds a state from the held-out test block of its simulated
+The `weather_256` preset (default; `--preset weather_64` for the 64 x 64 one) holds a state from the held-out test block of its simulated
 Held-Suarez atmosphere (not ERA5), the simulated truth at 6 h and at 1 to 5 days,
 and the training block's climatology (`keras_sphere.zoo.load_sample`). This loads
 the preset with one call, rolls it out 20 six-hour steps, prints the area-weighted
@@ -9,7 +9,7 @@ saves two plots: the 5-day z500 forecast next to the truth, and RMSE against lea
 One initial state gives a noisy score; the preset's card averages over the whole
 test block.
 
-    python examples/weather_forecast.py [--output-dir .]
+    python examples/weather_forecast.py [--preset weather_256] [--output-dir .]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import keras_sphere
 from keras_sphere import plotting
 from keras_sphere import weather
 
-PRESET = "weather_64"
+PRESETS = ("weather_256", "weather_64")
 
 
 def rmse_table(scores) -> list[tuple]:
@@ -51,12 +51,13 @@ def rmse_table(scores) -> list[tuple]:
 
 def main(argv=None) -> list[tuple]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=PRESETS, default=PRESETS[0])
     parser.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path("."))
     args = parser.parse_args(argv)
 
-    model = keras_sphere.zoo.load(PRESET)
-    states = keras_sphere.zoo.load_sample(PRESET)
-    climatology = keras_sphere.zoo.load_sample(PRESET, "climatology")
+    model = keras_sphere.zoo.load(args.preset)
+    states = keras_sphere.zoo.load_sample(args.preset)
+    climatology = keras_sphere.zoo.load_sample(args.preset, "climatology")
     initial = states.isel(time=[0])
     prediction = weather.forecast(model, initial, lead_time="5D")
 

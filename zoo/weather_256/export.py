@@ -146,9 +146,9 @@ def export(
     recipe: WeatherRecipe | None = None,
     baseline: str = BASELINE,
 ):
-    from train import RECIPE
+    if recipe is None:
+        from train import RECIPE as recipe
 
-    recipe = recipe or RECIPE
     return export_weather_preset(
         "weather_256",
         run_dir,

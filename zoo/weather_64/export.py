@@ -122,6 +122,7 @@ of the wind vector in m s-1.
 
 
 def export(run_dir: pathlib.Path, out_dir: pathlib.Path, recipe: Recipe | None = None):
-    from train import RECIPE
+    if recipe is None:
+        from train import RECIPE as recipe
 
-    return export_weather_preset("weather_64", run_dir, out_dir, recipe or RECIPE, card)
+    return export_weather_preset("weather_64", run_dir, out_dir, recipe, card)

@@ -1,8 +1,8 @@
-"""Quickstart: analyse a field on the sphere, rotate it, synthesise it back.
+"""The sphere core in one script: analyse a field, rotate it, synthesise it back.
 
 Runs on a laptop CPU in seconds:
 
-    python examples/quickstart.py [--ell-max 63] [--output quickstart.png]
+    python examples/sphere_transforms.py [--ell-max 63] [--output sphere_transforms.png]
 
 It builds a band-limited random field (an ell^-2 power spectrum) on the default model
 grid (n x n, n = 2 (L + 1)), analyses it with the spin-weighted SHT, rotates it with
@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ell-max", type=int, default=63)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="quickstart.png")
+    parser.add_argument("--output", default="sphere_transforms.png")
     args = parser.parse_args()
 
     grid = Grid.for_bandlimit(args.ell_max)

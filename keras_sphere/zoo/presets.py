@@ -48,6 +48,18 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "model.weights.h5": "bb78197d830ef60368f06f83aa4a34c92eb48d581d5b9be89d8619c44df99bc6",  # noqa: E501
         },
     },
+    "weather_256": {
+        "task": "PooledWeatherForecaster",
+        "description": (
+            "6-hourly forecasts of geopotential, temperature and wind on 4 pressure "
+            "levels, 256 x 256 grid (L = 127), rolled out to 5 days; spectral "
+            "pooling to 64 x 64 plus a full-grid branch; pretrained on a simulated "
+            "Held-Suarez atmosphere (T85), not ERA5."
+        ),
+        "sha256": {
+            "model.weights.h5": "7b2e9deaf935d5416d684af986d801d1f6ec3c1c12d7911f5db491397ddb98df",  # noqa: E501
+        },
+    },
 }
 
 

@@ -126,7 +126,7 @@ def sample_leads(lead_steps: int) -> list[int]:
     return sorted({0, 1, *range(4, lead_steps + 1, 4)} & set(range(lead_steps + 1)))
 
 
-def write_samples(test, climatology, recipe, preset: str, out_dir) -> None:
+def write_samples(test, climatology, recipe, preset: str, out_dir, steps=None) -> None:
     """Ship a held-out state, its truth and the climatology with the preset.
 
     The test block's first state and its truth at `sample_leads`, and the training
@@ -134,7 +134,7 @@ def write_samples(test, climatology, recipe, preset: str, out_dir) -> None:
     """
     from keras_sphere.zoo.samples import write_sample
 
-    steps = np.array(sample_leads(recipe.lead_steps))
+    steps = np.array(sample_leads(recipe.lead_steps) if steps is None else steps)
     times = test["time"].values[0] + steps * np.timedelta64(6, "h")
     attrs = {
         "title": "Held-out simulated Held-Suarez states (not ERA5)",
@@ -222,7 +222,18 @@ def upsampled_preset_forecast(preset: str, recipe: WeatherRecipe):
     fine = recipe.grid
 
     def resample(dataset, grid, lmax):
-        return open_wb2(dataset, VARIABLES, levels=recipe.levels, grid=grid, lmax=lmax)
+        # open_wb2 checks for one 6-hourly series; these are independent initial
+        # states (one per day): resample under a stand-in 6-hourly time axis.
+        times = dataset["time"].values
+        regular = times[0] + np.arange(times.size) * np.timedelta64(6, "h")
+        resampled = open_wb2(
+            dataset.assign_coords(time=regular),
+            VARIABLES,
+            levels=recipe.levels,
+            grid=grid,
+            lmax=lmax,
+        )
+        return resampled.assign_coords(time=times)
 
     def run(initial, steps: int):
         small = resample(initial, coarse, coarse.max_bandlimit)
@@ -247,6 +258,7 @@ def export_weather_preset(
     recipe: WeatherRecipe,
     card: Callable[[dict, WeatherRecipe], str],
     baselines: dict | None = None,
+    sample_steps: tuple[int, ...] | None = None,
 ) -> dict:
     """Score the run's best weights on the test block and write the preset folder.
 
@@ -258,6 +270,8 @@ def export_weather_preset(
         card: (metrics, recipe) -> the model card (markdown).
         baselines: extra forecasts to score, name -> function (initial states, lead
             steps) -> forecast dataset on the model grid (`upsampled_preset_forecast`).
+        sample_steps: the 6 h steps of the shipped sample (default `sample_leads`:
+            0, 6 h and every day); fewer keep a fine grid's sample small.
 
     Returns:
         The metrics written to metrics.json (RMSE table under "rmse").
@@ -310,7 +324,7 @@ def export_weather_preset(
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_scores(scores, forecasts, test, out_dir, recipe)
     shutil.copy(run_dir / "learning_curve.png", out_dir / "training_curves.png")
-    write_samples(test, climatology, recipe, preset, out_dir)
+    write_samples(test, climatology, recipe, preset, out_dir, sample_steps)
     keras_sphere.zoo.save_preset(
         model,
         out_dir,

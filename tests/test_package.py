@@ -37,6 +37,7 @@ EXPECTED_LAYER_NAMES = {
     "ScatteringLayer",
     "SpectralBatchNorm",
     "SphericalBatchNorm",
+    "SphericalDownsampling",
     "SphericalMean",
     "SphericalPooling",
     "SphericalResBlock",

@@ -1,8 +1,10 @@
 """Forecast 5 days with a weather preset from the held-out state it ships.
 
-The `weather_256` preset (default; `--preset weather_64` for the 64 x 64 one) holds a state from the held-out test block of its simulated
-Held-Suarez atmosphere (not ERA5), the simulated truth at 6 h and at 1 to 5 days,
-and the training block's climatology (`keras_sphere.zoo.load_sample`). This loads
+The `weather_256` preset (default; `--preset weather_64` for the 64 x 64 one)
+holds a state from the held-out test block of its simulated Held-Suarez
+atmosphere (not ERA5), the simulated truth at later days (6 h, 1, 3 and 5 days
+for weather_256; 6 h and every day for weather_64) and the training block's
+climatology (`keras_sphere.zoo.load_sample`). This loads
 the preset with one call, rolls it out 20 six-hour steps, prints the area-weighted
 RMSE of z500, t850 and the 850 hPa wind next to persistence and climatology, and
 saves two plots: the 5-day z500 forecast next to the truth, and RMSE against lead.

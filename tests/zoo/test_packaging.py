@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -43,23 +44,48 @@ def test_every_package_is_listed_for_the_wheel():
     assert source_packages() == listed - {"keras_sphere.zoo.builtin"}
 
 
-@pytest.mark.large
-def test_wheel_contains_presets_and_data(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            str(REPO),
-            "--no-deps",
-            "-q",
-            "-w",
-            str(tmp_path),
-        ],
-        check=True,
+def run_pip(*arguments: str) -> None:
+    """Run pip quietly; on failure, fail with the end of what it printed.
+
+    pip's own summary of a failed build hides the cause in the middle of hundreds of
+    lines, which CI logs cut; the last lines name it (a file that could not be
+    copied, a full disk).
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", *arguments],
+        capture_output=True,
+        text=True,
         timeout=600,
     )
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).splitlines()
+        pytest.fail(
+            f"pip {arguments[0]} exited with {result.returncode}; its last lines:\n"
+            + "\n".join(output[-60:]),
+            pytrace=False,
+        )
+
+
+def preset_bytes() -> int:
+    return sum(
+        file.stat().st_size
+        for name in BUILTIN_PRESETS
+        for file in builtin_directory(name).iterdir()
+    )
+
+
+@pytest.mark.large
+def test_wheel_contains_presets_and_data(tmp_path):
+    # The presets are copied four times (build tree, wheel staging, the wheel, the
+    # installed copy): say so plainly when the disk cannot hold them.
+    needed = 5 * preset_bytes()
+    for place in (REPO, tmp_path):
+        free = shutil.disk_usage(place).free
+        assert free > needed, (
+            f"{place} has {free / 1e6:.0f} MB free; building and installing the wheel "
+            f"needs about {needed / 1e6:.0f} MB: free some disk and rerun"
+        )
+    run_pip("wheel", str(REPO), "--no-deps", "-q", "-w", str(tmp_path))
     (wheel,) = tmp_path.glob("keras_sphere-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "keras_sphere/data/cmb_planck2018_tt.npz" in names
@@ -75,21 +101,7 @@ def test_wheel_contains_presets_and_data(tmp_path):
 
     # Installed (outside the source tree), built-in presets resolve inside the package.
     target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "-q",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        check=True,
-        timeout=600,
-    )
+    run_pip("install", "--no-deps", "-q", "--target", str(target), str(wheel))
     script = (
         "import keras_sphere; from keras_sphere.zoo.presets import builtin_directory; "
         "print(keras_sphere.__file__); "

@@ -69,7 +69,12 @@ class WeatherRecipe:
     `rollout_lengths`, through those lengths, `epochs_per_rollout_step` epochs
     each, the last to the end: long rollouts without every length between them,
     whose cost grows with the length); validation on
-    `validation_steps`-step rollouts every `validation_stride` states.
+    `validation_steps`-step rollouts every `validation_stride` states. With
+    `cycles` > 1 that whole schedule (curriculum and cosine) repeats, the cosine's
+    height above `final_learning_rate` scaled by `restart_scale` at each restart
+    (Keras' `CosineDecayRestarts`): a warm restart lets a
+    finished run train on, single steps again and then the long rollouts, with its
+    optimizer state, and a run from scratch reproduces it.
     """
 
     truncation: int = 42
@@ -92,7 +97,9 @@ class WeatherRecipe:
     epochs_per_rollout_step: int = 2
     rollout_lengths: tuple | None = None
     steps_per_epoch: int = 200
-    epochs: int = 40
+    epochs: int = 40  # of one cycle
+    cycles: int = 1
+    restart_scale: float = 1.0
     validation_steps: int = 4
     validation_stride: int = 8
     gap: str = "5D"
@@ -104,6 +111,10 @@ class WeatherRecipe:
     @property
     def grid(self) -> Grid:
         return Grid(self.grid_size, self.grid_size)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs * self.cycles
 
     @property
     def data_name(self) -> str:
@@ -224,12 +235,17 @@ def build_model(recipe: WeatherRecipe, stats, initialise: bool = False):
 
 
 def learning_rate_schedule(recipe: WeatherRecipe):
-    """Cosine decay over the whole run (resumes with the optimizer's step)."""
+    """Cosine decay over each cycle (resumes with the optimizer's step).
+
+    In the first cycle this is exactly `keras.optimizers.schedules.CosineDecay`.
+    """
     import keras
 
-    return keras.optimizers.schedules.CosineDecay(
+    return keras.optimizers.schedules.CosineDecayRestarts(
         recipe.learning_rate,
-        decay_steps=recipe.epochs * recipe.steps_per_epoch,
+        first_decay_steps=recipe.epochs * recipe.steps_per_epoch,
+        t_mul=1.0,
+        m_mul=recipe.restart_scale,
         alpha=recipe.final_learning_rate / recipe.learning_rate,
     )
 
@@ -242,6 +258,7 @@ def curriculum_for(epoch: int, recipe: WeatherRecipe) -> int:
     """
     from keras_sphere.models.weather import rollout_curriculum
 
+    epoch %= recipe.epochs  # each cycle repeats the curriculum
     if epoch < recipe.single_step_epochs:
         return 1
     if recipe.rollout_lengths:
@@ -297,7 +314,7 @@ def train(
         model,
         batches,
         run_dir,
-        epochs=recipe.epochs,
+        epochs=recipe.total_epochs,
         validation_data=validation,
         max_hours=hours,
         verbose=verbose,

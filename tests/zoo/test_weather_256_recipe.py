@@ -71,6 +71,8 @@ def test_recipe_runs_end_to_end_at_toy_size(tmp_path):
         epochs_per_rollout_step=1,
         steps_per_epoch=2,
         epochs=2,
+        cycles=2,
+        restart_scale=0.5,
         validation_steps=1,
         gap="1D",
         lead_steps=4,
@@ -81,7 +83,8 @@ def test_recipe_runs_end_to_end_at_toy_size(tmp_path):
     result = train_256.train(run_dir, None, fine, verbose=0)
     assert result["finished"]
     history = (run_dir / "history.csv").read_text().splitlines()
-    assert len(history) == 3  # single steps, then 3-step rollouts
+    # Two cycles of single steps, then 3-step rollouts.
+    assert len(history) == 5
 
     metrics = export_256.export(
         run_dir, tmp_path / "preset", fine, baseline=str(tmp_path / "base_preset")

@@ -21,6 +21,16 @@ SAMPLE_STEPS = (0, 1, 4, 12, 20)
 GOALS = {"persistence": None, "climatology": 72, BASELINE: None}
 
 
+def cycles_text(recipe: WeatherRecipe) -> str:
+    if recipe.cycles == 1:
+        return ""
+    return (
+        f"{recipe.cycles} such cycles, each a warm restart from the last with the "
+        f"optimizer's state, the cosine's height above the final rate scaled by "
+        f"{recipe.restart_scale:g} at each restart. "
+    )
+
+
 def card(metrics: dict, recipe: WeatherRecipe) -> str:
     rows = []
     for lead, by_forecast in metrics["rmse"].items():
@@ -92,19 +102,21 @@ normalised 6 h difference, upsampled exactly back; a thin full-grid UNet (widths
 level's (u, v) one spin-1 field throughout. The coarse branch starts from the
 `{recipe.initial_preset}` preset's weights. Adam, batch {recipe.batch}, learning
 rate {recipe.learning_rate:g} with cosine decay to {recipe.final_learning_rate:g}
-over {recipe.epochs} epochs of {recipe.steps_per_epoch} steps;
+over cycles of {recipe.epochs} epochs of {recipe.steps_per_epoch} steps; in each,
 {recipe.single_step_epochs} epochs on single 6 h steps, then rollouts of
 {", ".join(str(n) for n in recipe.rollout_lengths)} steps (the last to the end).
-Best weights by the loss of 1-day rollouts on the validation block.
+{cycles_text(recipe)}Best weights by the loss of 1-day rollouts on the validation
+block.
 
 ![learning curve](training_curves.png)
 
 ## Compute
-{training["epochs"]} of {recipe.epochs} planned epochs ({training["steps"]:,} steps,
-{training["windows"]:,} training windows seen) in {metrics["compute_hours"]:.2f} h
-on 2 CPU cores, plus {metrics["simulation_hours"]:.1f} h of T{recipe.truncation}
-simulation (and the `weather_64` T42 run it started from, and that preset's
-training, for the initial weights).
+{training["epochs"]} of {recipe.total_epochs} planned epochs
+({training["steps"]:,} steps, {training["windows"]:,} training windows seen)
+in {metrics["compute_hours"]:.2f} h on 2 CPU cores, plus
+{metrics["simulation_hours"]:.1f} h of T{recipe.truncation} simulation (and the
+`weather_64` T42 run it started from, and that preset's training, for the initial
+weights).
 
 ## Held-out metrics
 Area-weighted RMSE on the test block ({metrics["test_forecasts"]} forecasts, one
@@ -129,8 +141,8 @@ the RMSE of the wind vector in m s-1.
   it will not forecast the real atmosphere without fine-tuning on real data.
 - Degrees {recipe.truncation + 1} to {recipe.grid.max_bandlimit} are zero in the
   training data; what the model puts there is not trained against any signal.
-- Trained for about an hour on 2 CPU cores, on {metrics["splits"]["train"]["states"]}
-  training states.
+- Trained for {metrics["compute_hours"]:.1f} h on 2 CPU cores, on
+  {metrics["splits"]["train"]["states"]} training states.
 
 ## Citation
 - I. M. Held and M. J. Suarez, A proposal for the intercomparison of the dynamical

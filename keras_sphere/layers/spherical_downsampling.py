@@ -6,9 +6,6 @@ import keras
 
 from keras_sphere.layers.phase_collapse import check_rank5_spins
 from keras_sphere.layers.spherical_upsampling import SphericalUpsampling
-from keras_sphere.layers.spins import atomic_build
-from keras_sphere.layers.spins import fix_input_shape
-from keras_sphere.layers.transform_state import TransformState
 from keras_sphere.sphere import Grid
 
 __all__ = ["SphericalDownsampling"]
@@ -25,7 +22,8 @@ class SphericalDownsampling(SphericalUpsampling):
     before subsampling), sampled on the 2 (L_out + 1) square grid: a field already
     band-limited to L_out comes out unchanged, and the layer is exactly
     SO(3)-equivariant. `SphericalUpsampling` with the same factor is its right
-    inverse. SHT tables are layer state (`TransformState`), not weights.
+    inverse; it shares that layer's build, call and config, differing only in the
+    grids. SHT tables are layer state (`TransformState`), not weights.
 
     No weights.
 
@@ -69,29 +67,3 @@ class SphericalDownsampling(SphericalUpsampling):
                 f"{ell_out}, below |spin| = {largest_spin} of spins={self.spins}."
             )
         return grid_in, ell_in, Grid.for_bandlimit(ell_out), ell_out
-
-    @atomic_build
-    def build(self, input_shape):
-        fix_input_shape(self, input_shape)
-        grid_in, ell_in, grid_out, ell_out = self._grids(input_shape)
-        self._ell_in, self._ell_out = ell_in, ell_out
-        # Analysing only up to L_out is the truncation: no coefficients above it
-        # are ever computed.
-        self._forward_tables = TransformState(
-            self, grid_in, ell_out, self.spins, "forward"
-        )
-        self._inverse_tables = TransformState(
-            self, grid_out, ell_out, self.spins, "inverse"
-        )
-
-    def call(self, inputs):
-        import jax.numpy as jnp
-
-        is_real = not jnp.issubdtype(inputs.dtype, jnp.complexfloating) and all(
-            spin == 0 for spin in self.spins
-        )
-        coeffs = self._forward_tables.to_spectral(inputs, self.spins)
-        field = self._inverse_tables.to_spatial(coeffs, self.spins, is_real=is_real)
-        if is_real:
-            return field.astype(self.compute_dtype)
-        return field

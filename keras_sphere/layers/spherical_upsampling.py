@@ -78,9 +78,12 @@ class SphericalUpsampling(keras.layers.Layer):
     def build(self, input_shape):
         fix_input_shape(self, input_shape)
         grid_in, ell_in, grid_out, ell_out = self._grids(input_shape)
-        self._ell_in, self._ell_out = ell_in, ell_out
+        # Analysing only up to the smaller bandlimit is the truncation when going
+        # down (no coefficients above L_out are ever computed); going up, the
+        # coefficients are zero-padded from L_in to L_out in `call`.
+        self._ell_in, self._ell_out = min(ell_in, ell_out), ell_out
         self._forward_tables = TransformState(
-            self, grid_in, ell_in, self.spins, "forward"
+            self, grid_in, self._ell_in, self.spins, "forward"
         )
         self._inverse_tables = TransformState(
             self, grid_out, ell_out, self.spins, "inverse"

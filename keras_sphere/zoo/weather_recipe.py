@@ -15,8 +15,10 @@ rate; the best weights are chosen by the validation loss of multi-step rollouts.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
+import importlib.util
 import json
 import pathlib
 import time
@@ -28,6 +30,7 @@ __all__ = [
     "VARIABLES",
     "WeatherRecipe",
     "build_model",
+    "command_line",
     "curriculum_for",
     "data_path",
     "learning_rate_schedule",
@@ -324,3 +327,44 @@ def train(
     spent["wall_seconds"] += time.time() - started
     compute.write_text(json.dumps(spent, indent=2))
     return result
+
+
+def command_line(
+    name: str,
+    recipe: WeatherRecipe,
+    recipe_dir: pathlib.Path,
+    argv: list[str] | None = None,
+    *,
+    description: str = "",
+    default_years: float = 1.0,
+) -> None:
+    """The command line of ``zoo/<name>/train.py``: simulate, train or export.
+
+    ``export`` runs ``export(run_dir, recipe_dir, recipe)`` of the recipe's own
+    ``export.py`` (its card), which writes the preset folder `recipe_dir`. The run
+    directory defaults to ``~/.cache/keras_sphere/runs/<name>``.
+    """
+    from keras_sphere.training.loop import default_run_dir
+
+    parser = argparse.ArgumentParser(description=description.split("\n")[0])
+    parser.add_argument("--run-dir", type=pathlib.Path, default=None)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sim = commands.add_parser("simulate", help="simulate (or extend) the atmosphere")
+    sim.add_argument("--years", type=float, default=default_years)
+    fit = commands.add_parser("train", help="train (resumes)")
+    fit.add_argument("--hours", type=float, default=None, help="wall budget")
+    fit.add_argument("--verbose", type=int, default=2)
+    commands.add_parser("export", help="score on the test block, write the preset")
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir or default_run_dir(name)
+    if args.command == "simulate":
+        simulate(run_dir, args.years, recipe)
+    elif args.command == "train":
+        result = train(run_dir, args.hours, recipe, verbose=args.verbose)
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}))
+    else:
+        path = pathlib.Path(recipe_dir) / "export.py"
+        spec = importlib.util.spec_from_file_location(f"{name}_export", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.export(run_dir, pathlib.Path(recipe_dir), recipe)

@@ -1,8 +1,6 @@
 """The qm9 recipe's restart from the shipped preset when its run directory is lost."""
 
-import importlib
 import json
-import sys
 
 import keras
 import numpy as np
@@ -13,16 +11,8 @@ from keras_sphere.zoo.presets import builtin_directory
 
 
 @pytest.fixture
-def recipe():
-    directory = builtin_directory("qm9")
-    if not (directory / "train.py").exists():
-        pytest.skip("the recipes are in the source checkout only")
-    sys.path.insert(0, str(directory))
-    try:
-        yield importlib.import_module("train")
-    finally:
-        sys.path.remove(str(directory))
-        sys.modules.pop("train", None)
+def recipe(recipe_modules):
+    return recipe_modules("qm9", "train")
 
 
 def test_a_lost_run_continues_from_the_shipped_preset(recipe, tmp_path):

@@ -2,37 +2,18 @@
 run's checkpoint, a pooled forecaster initialised from a preset, and the export with
 that preset as the upsampled baseline."""
 
-import importlib
-import sys
-
 import numpy as np
 import pytest
 
-from keras_sphere.zoo.presets import builtin_directory
-
-
-def recipe_modules(name):
-    directory = builtin_directory("cmb_1024").parent / name
-    if not (directory / "train.py").exists():
-        pytest.skip("the recipes are in the source checkout only")
-    for module in ("train", "export"):
-        sys.modules.pop(module, None)
-    sys.path.insert(0, str(directory))
-    try:
-        return importlib.import_module("train"), importlib.import_module("export")
-    finally:
-        sys.path.remove(str(directory))
-        for module in ("train", "export"):
-            sys.modules.pop(module, None)
-
 
 @pytest.mark.large
-def test_recipe_runs_end_to_end_at_toy_size(tmp_path):
+def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
+    from keras_sphere.zoo import weather_recipe
     from keras_sphere.zoo.weather_recipe import WeatherRecipe
 
     runs = tmp_path / "runs"
     # The coarse run and preset (as weather_64): T10, 16 x 16, widths (4,).
-    train_64, export_64 = recipe_modules("weather_64")
+    export_64 = recipe_modules("weather_64", "export")
     coarse = WeatherRecipe(
         truncation=10,
         sigma_levels=4,
@@ -48,12 +29,12 @@ def test_recipe_runs_end_to_end_at_toy_size(tmp_path):
         gap="1D",
         lead_steps=4,
     )
-    train_64.simulate(runs / "base", years=16 / 365.25, recipe=coarse)
-    train_64.train(runs / "base", None, coarse, verbose=0)
+    weather_recipe.simulate(runs / "base", years=16 / 365.25, recipe=coarse)
+    weather_recipe.train(runs / "base", None, coarse, verbose=0)
     export_64.export(runs / "base", tmp_path / "base_preset", coarse)
 
     # The fine run: T21 from the T10 checkpoint, 32 x 32 pooled to 16 x 16.
-    train_256, export_256 = recipe_modules("weather_256")
+    export_256 = recipe_modules("weather_256", "export")
     fine = WeatherRecipe(
         truncation=21,
         sigma_levels=4,
@@ -78,9 +59,9 @@ def test_recipe_runs_end_to_end_at_toy_size(tmp_path):
         lead_steps=4,
     )
     run_dir = runs / "fine"
-    train_256.simulate(run_dir, years=16 / 365.25, recipe=fine)
+    weather_recipe.simulate(run_dir, years=16 / 365.25, recipe=fine)
     assert (run_dir / "held_suarez_t21.zarr.start.npz").exists()
-    result = train_256.train(run_dir, None, fine, verbose=0)
+    result = weather_recipe.train(run_dir, None, fine, verbose=0)
     assert result["finished"]
     history = (run_dir / "history.csv").read_text().splitlines()
     # Two cycles of single steps, then 3-step rollouts.

@@ -1,32 +1,18 @@
-"""The weather_64 recipe end to end at toy size: simulate, train, resume, export."""
+"""The weather_64 recipe end to end at toy size: simulate, train, resume, export,
+the training and export through the recipes' command line."""
 
-import importlib
 import json
-import sys
+import shutil
 
 import numpy as np
 import pytest
 
-from keras_sphere.zoo.presets import builtin_directory
-
-
-@pytest.fixture
-def recipe_modules():
-    directory = builtin_directory("cmb_1024").parent / "weather_64"
-    if not (directory / "train.py").exists():
-        pytest.skip("the recipes are in the source checkout only")
-    sys.path.insert(0, str(directory))
-    try:
-        yield importlib.import_module("train"), importlib.import_module("export")
-    finally:
-        sys.path.remove(str(directory))
-        for name in ("train", "export"):
-            sys.modules.pop(name, None)
-
 
 @pytest.mark.large
 def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
-    train, export = recipe_modules
+    from keras_sphere.zoo import weather_recipe
+
+    train, export = recipe_modules("weather_64", "train", "export")
     toy = train.Recipe(
         truncation=10,  # a 16 x 32 Gaussian grid; the model keeps L <= 7
         sigma_levels=6,
@@ -46,19 +32,29 @@ def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
         lead_steps=4,
     )
     run_dir = tmp_path / "run"
-    train.simulate(run_dir, years=16 / 365.25, recipe=toy)
-    result = train.train(run_dir, None, toy, verbose=0)
-    assert result["finished"] and result["best_weights"]
+    preset_dir = tmp_path / "preset"  # where `export` writes: the recipe's folder
+    preset_dir.mkdir()
+    shutil.copy(export.__file__, preset_dir / "export.py")
+
+    def command(*argv):
+        weather_recipe.command_line(
+            "toy", toy, preset_dir, ["--run-dir", str(run_dir), *argv]
+        )
+
+    command("simulate", "--years", str(16 / 365.25))
+    command("train", "--verbose", "0")
     import xarray
 
     cache = xarray.open_zarr(run_dir / "model_grid.zarr")["geopotential"]
     assert cache.encoding["chunks"] == (4, 2, 16, 16)  # a day, all levels, whole grid
     history = (run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 3  # header and two epochs (rollouts of 1 and 2 steps)
-    again = train.train(run_dir, None, toy, verbose=0)  # resumes: nothing left
+    assert (run_dir / "best.weights.h5").exists()
+    again = weather_recipe.train(run_dir, None, toy, verbose=0)  # nothing left
     assert again["finished"]
 
-    metrics = export.export(run_dir, tmp_path / "preset", toy)
+    command("export")
+    metrics = json.loads((preset_dir / "metrics.json").read_text())
     day = metrics["rmse"]["24h"]
     assert set(day) == {"model", "persistence", "climatology"}
     assert all(np.isfinite(list(v.values())).all() for v in day.values())
@@ -76,7 +72,7 @@ def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
     climatology = keras_sphere.zoo.load_sample(str(tmp_path / "preset"), "climatology")
     leads = (states["time"].values - states["time"].values[0]) // np.timedelta64(1, "h")
     assert list(leads) == [0, 6, 24]
-    test_block = train.splits_and_statistics(run_dir, toy)[0]["test"]
+    test_block = weather_recipe.splits_and_statistics(run_dir, toy)[0]["test"]
     assert states["time"].values[0] == test_block["time"].values[0]
     forecast = keras_sphere.weather.forecast(loaded, states.isel(time=[0]), "1D")
     scores = keras_sphere.weather.evaluate(

@@ -24,15 +24,12 @@ pipeline and training loop are `keras_sphere.zoo.weather_recipe`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import pathlib
 import sys
 
 import keras_sphere  # noqa: F401  (selects the JAX backend)
 from keras_sphere.zoo.weather_recipe import WeatherRecipe
-from keras_sphere.zoo.weather_recipe import simulate
-from keras_sphere.zoo.weather_recipe import train
+from keras_sphere.zoo.weather_recipe import command_line
 
 NAME = "weather_256"
 # Measured here (2 cores, batch 2, the simulation running beside it): 0.84 s per
@@ -65,34 +62,15 @@ RECIPE = WeatherRecipe(
 )
 
 
-def default_dir() -> pathlib.Path:
-    from keras_sphere.training.loop import default_run_dir
-
-    return default_run_dir(NAME)
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run-dir", type=pathlib.Path, default=None)
-    commands = parser.add_subparsers(dest="command", required=True)
-    sim = commands.add_parser("simulate", help="simulate (or extend) the atmosphere")
-    sim.add_argument("--years", type=float, default=0.75)
-    fit = commands.add_parser("train", help="train (resumes)")
-    fit.add_argument("--hours", type=float, default=None, help="wall budget")
-    fit.add_argument("--verbose", type=int, default=2)
-    commands.add_parser("export", help="score on the test block, write the preset")
-    args = parser.parse_args(argv)
-    run_dir = args.run_dir or default_dir()
-    if args.command == "simulate":
-        simulate(run_dir, args.years, RECIPE)
-    elif args.command == "train":
-        result = train(run_dir, args.hours, RECIPE, verbose=args.verbose)
-        print(json.dumps({k: v for k, v in result.items() if k != "history"}))
-    else:
-        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-        from export import export
-
-        export(run_dir, pathlib.Path(__file__).resolve().parent, RECIPE)
+    command_line(
+        NAME,
+        RECIPE,
+        pathlib.Path(__file__).resolve().parent,
+        argv,
+        description=__doc__,
+        default_years=0.75,
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ Each case runs in its own fresh Python process and reports, from inside it:
 * for "predict": ``first_predict_s`` (the first ``model.predict``: transform tables
   made or read from the disk cache, the step compiled, the maps classified),
   ``predict_s`` (a second call on the same maps) and ``peak_rss_mb``, the peak of the
-  whole process.
+  whole process. For a weather preset (``--preset weather_256``), "predict" is
+  ``weather.forecast(model, state, "5D")`` (20 steps of 6 h) from the held-out
+  state the preset ships, first call and second call.
 
 Maps are seeded white noise of the preset's grid scaled to 100 uK (the cost does not
 depend on their content; the simulator's own transform tables stay out of the
@@ -20,6 +22,7 @@ Usage::
 
     PYTHONPATH=. python benchmarks/presets.py        # load, load_backbone, predict
     PYTHONPATH=. python benchmarks/presets.py --maps 1 2 --json out.json
+    PYTHONPATH=. python benchmarks/presets.py --preset weather_256 --cases predict
     PYTHONPATH=. python benchmarks/presets.py --cold      # tables built, no disk cache
     # the same cases against another copy of the package (e.g. an older revision):
     PYTHONPATH=. python benchmarks/presets.py --keras-sphere /tmp/old_checkout
@@ -57,6 +60,7 @@ def run_case(case: str, preset: str, n_maps: int) -> Result:
     import numpy as np
 
     import keras_sphere
+    from keras_sphere.models import WeatherForecaster
 
     imported, cpu_imported = time.perf_counter(), time.process_time()
     load = (
@@ -72,7 +76,20 @@ def run_case(case: str, preset: str, n_maps: int) -> Result:
         "load_cpu_s": cpu_loaded - cpu_imported,
         "load_rss_mb": peak_rss_mb(),
     }
-    if case == "predict":
+    if case == "predict" and isinstance(model, WeatherForecaster):
+        # The weather presets' job: `weather.forecast` 5 days (20 steps) from the
+        # state the preset ships, xarray in and out.
+        state = keras_sphere.zoo.load_sample(preset).isel(time=[0])
+        first = time.perf_counter()
+        keras_sphere.weather.forecast(model, state, "5D")
+        second = time.perf_counter()
+        keras_sphere.weather.forecast(model, state, "5D")
+        record.update(
+            maps=1,
+            first_predict_s=second - first,
+            predict_s=time.perf_counter() - second,
+        )
+    elif case == "predict":
         n = model.input_shape[1]
         maps = 100.0 * np.random.default_rng(0).standard_normal((n_maps, n, n))
         maps = maps.astype("float32")

@@ -44,8 +44,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# The cache root shared with the SHT tables (KERAS_SPHERE_CACHE, "off" disables).
-from keras_sphere.sphere.sht_tables import _cache_dir as _cache_root
+from keras_sphere._cache import cache_root
 
 __all__ = [
     "ATOM_REFERENCE_HARTREE",
@@ -645,7 +644,7 @@ def _sorted_by_index(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _cache_path(cache_dir, version: str) -> pathlib.Path | None:
     if cache_dir is None:
-        root = _cache_root()
+        root = cache_root()
         if root is None:
             return None
         cache_dir = root / "qm9"

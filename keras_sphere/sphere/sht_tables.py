@@ -54,6 +54,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from keras_sphere._cache import cache_root
 from keras_sphere.sphere.quadrature import clenshaw_curtis_weights
 from keras_sphere.sphere.wigner import spin_harmonics
 
@@ -292,19 +293,10 @@ def _isatty(stream) -> bool:
         return False
 
 
-def _cache_dir() -> pathlib.Path | None:
-    setting = os.environ.get("KERAS_SPHERE_CACHE", "")
-    if setting.lower() in ("off", "0", "none", "false"):
-        return None
-    if setting:
-        return pathlib.Path(setting)
-    return pathlib.Path.home() / ".cache" / "keras_sphere"
-
-
 def _cache_path(layout: _Layout, exact: bool, dtype) -> pathlib.Path | None:
     """Where tables this large are cached on disk, or None (small, or cache off)."""
     directory = (
-        _cache_dir() if _float64_bytes(layout) >= _DISK_CACHE_MIN_BYTES else None
+        cache_root() if _float64_bytes(layout) >= _DISK_CACHE_MIN_BYTES else None
     )
     if directory is None:
         return None

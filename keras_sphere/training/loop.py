@@ -26,6 +26,8 @@ import time
 
 import keras
 
+from keras_sphere._cache import cache_root
+from keras_sphere._cache import home_cache_root
 from keras_sphere.training.checkpoints import ResumableBatches
 from keras_sphere.training.checkpoints import _FollowEpoch
 
@@ -37,11 +39,11 @@ CURVE = "learning_curve.png"
 
 
 def default_run_dir(name: str) -> pathlib.Path:
-    """``$KERAS_SPHERE_CACHE/runs/name`` (default ``~/.cache/keras_sphere/runs``)."""
-    root = os.environ.get("KERAS_SPHERE_CACHE", "")
-    if not root or root.lower() == "off":
-        root = os.path.join(os.path.expanduser("~"), ".cache", "keras_sphere")
-    return pathlib.Path(root) / "runs" / name
+    """``$KERAS_SPHERE_CACHE/runs/name`` (default ``~/.cache/keras_sphere/runs``).
+
+    Runs are not a cache: with the caches turned off they stay in the default root.
+    """
+    return (cache_root() or home_cache_root()) / "runs" / name
 
 
 class _FiniteBackup(keras.callbacks.BackupAndRestore):

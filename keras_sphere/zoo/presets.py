@@ -57,7 +57,7 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "Held-Suarez atmosphere (T85), not ERA5."
         ),
         "sha256": {
-            "model.weights.h5": "7b2e9deaf935d5416d684af986d801d1f6ec3c1c12d7911f5db491397ddb98df",  # noqa: E501
+            "model.weights.h5": "0b21899ee531778dde0e596f078f94f0731f46f9e5e14e223360978f3c5d624b",  # noqa: E501
         },
     },
 }

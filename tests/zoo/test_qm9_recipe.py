@@ -78,3 +78,26 @@ def test_label_model_standardises_residuals_around_the_atom_sums(recipe):
     np.testing.assert_allclose(values["H"], [-0.6, -2.4, -1.9, -1.6, -1.1], atol=3e-3)
     mean, std, values = recipe.label_model(columns, ("H",), atom_reference=False)
     assert values is None and std["H"] == pytest.approx(np.std(h))
+
+
+def test_projection_extrapolates_the_recent_power_law(recipe_modules):
+    from keras_sphere.models.qm9 import TARGETS
+
+    export = recipe_modules("qm9", "export")
+    to_hartree = 1 / TARGETS["H"]["report_scale"]
+    # Validation H MAE = 400 meV * hours**-0.5 over ten half-hour epochs after
+    # 1 inherited hour: 25 meV is reached at (400 / 25)**2 = 256 hours.
+    hours = 1 + 0.5 * np.arange(1, 11)
+    history = [
+        {"seconds": 1800.0, "val_H_mae": 400 * h**-0.5 * to_hartree, "val_loss": 1.0}
+        for h in hours
+    ]
+    projection = export.project_hours_to_goal(history, "H", 25.0, inherited_hours=1)
+    assert projection["fitted_epochs"] == export.PROJECTION_EPOCHS
+    assert projection["slope"] == pytest.approx(-0.5)
+    assert projection["hours_so_far"] == pytest.approx(6.0)
+    assert projection["hours_to_goal"] == pytest.approx(256.0)
+    # A curve that has stopped falling projects nothing.
+    flat = [dict(row, val_H_mae=0.01) for row in history]
+    assert export.project_hours_to_goal(flat, "H", 25.0)["hours_to_goal"] is None
+    assert export.project_hours_to_goal(history[:2], "H", 25.0)["slope"] is None

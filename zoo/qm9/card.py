@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-GOAL_H_MEV = 25.0
+GOAL_H_MEV = 25.0  # the goal on the test split
 
 
 def _row(name, metrics, unit):
@@ -16,6 +16,34 @@ def _row(name, metrics, unit):
         f"{base['ridge_on_atom_counts'][name]:.4g} | "
         f"{'' if paper is None else paper} |"
     )
+
+
+def _projection_lines(projection) -> list[str]:
+    if not projection:
+        return []
+    fitted = (
+        f"a power law (MAE proportional to hours^slope) fitted to the validation "
+        f"{projection['target']} MAE of the last {projection['fitted_epochs']} epochs"
+    )
+    if projection["hours_to_goal"] is None:
+        return [
+            f"Projection: {fitted} does not fall (slope "
+            f"{projection['slope']}), so it gives no estimate of the hours still "
+            "needed.",
+            "",
+        ]
+    more = projection["hours_to_goal"] - projection["hours_so_far"]
+    return [
+        f"Projection: {fitted} (slope {projection['slope']:.2f}; now "
+        f"{projection['latest_validation_mae']:.0f} meV on the validation sample "
+        f"after {projection['hours_so_far']:.1f} h) reaches "
+        f"{projection['goal']:g} meV after about "
+        f"{projection['hours_to_goal']:,.0f} h of training on this machine, "
+        f"{more:,.0f} h more. This assumes the recent rate of improvement goes "
+        "on; the cosine learning-rate decay and the half-width model may not "
+        "allow it, so read it as an order of magnitude.",
+        "",
+    ]
 
 
 def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
@@ -109,10 +137,10 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         *(
             [
                 f"- The first {training['inherited_steps']:,} of these steps are "
-                f"those of the earlier preset ({training['continued_from']}): its "
-                "run directory was lost, so this run started from its weights and "
-                "schedule step with fresh Adam moments; the learning curve shows "
-                "the later steps only."
+                f"those of the earlier preset ({training['continued_from']}): "
+                "this run started from its weights and schedule step with fresh "
+                "Adam moments (its run directory was lost, or trained another "
+                "label model); the learning curve shows the later steps only."
             ]
             if training.get("continued_from")
             else []
@@ -158,6 +186,7 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
             "falling; training continues in later sessions from the run directory.",
             "",
         ]
+        lines += _projection_lines(training.get("projection"))
     lines += [
         "## Checks",
         "- Rotation invariance: mean |change| of predictions under a random "

@@ -15,6 +15,7 @@ import shutil
 import time
 
 import numpy as np
+from card import GOAL_H_MEV
 from card import write_card
 from train import BATCH
 from train import PRESETS
@@ -31,6 +32,7 @@ from train import load_splits
 PAPER_MAE_MEV = {"H": 5.69}  # "Scaling Spherical CNNs", default config (README)
 ROTATION_MOLECULES = 256
 SMILES_MOLECULES = 200
+PROJECTION_EPOCHS = 6  # the recent epochs a learning-curve projection is fitted to
 
 
 def _sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -77,6 +79,42 @@ def rotation_check(model, test_x, targets, seed=0) -> dict[str, float]:
         name: float(to_report_units(name, np.mean(np.abs(a[name] - b[name]))))
         for name in targets
     }
+
+
+def project_hours_to_goal(
+    history, target: str, goal: float, inherited_hours: float = 0.0
+) -> dict:
+    """When the validation MAE of `target` would reach `goal` (report units).
+
+    Fits a power law, MAE = a * hours**slope, to the validation MAE of the last
+    PROJECTION_EPOCHS epochs against the wall hours of training so far (including
+    those of a preset the run continued from). A rough extrapolation: it assumes
+    the recent rate of improvement goes on, which a decaying learning rate and the
+    model's capacity may not allow. `hours_to_goal` is None when the fit does not
+    fall.
+    """
+    from keras_sphere.models.qm9.qm9_targets import to_report_units
+
+    key = f"val_{target}_mae"
+    hours = inherited_hours + np.cumsum([row["seconds"] for row in history]) / 3600
+    points = [(h, r[key]) for h, r in zip(hours, history, strict=True) if key in r]
+    points = points[-PROJECTION_EPOCHS:]
+    projection = {"target": target, "goal": goal, "fitted_epochs": len(points)}
+    if len(points) < 3:
+        return dict(projection, slope=None, hours_to_goal=None)
+    log_hours = np.log([h for h, _ in points])
+    log_mae = np.log([float(to_report_units(target, m)) for _, m in points])
+    slope, intercept = np.polyfit(log_hours, log_mae, 1)
+    reach = None
+    if slope < -1e-3:  # flatter than 0.07% per doubling of the hours: no estimate
+        reach = float(np.exp((np.log(goal) - intercept) / slope))
+    return dict(
+        projection,
+        slope=float(slope),
+        latest_validation_mae=float(np.exp(log_mae[-1])),
+        hours_so_far=float(hours[-1]),
+        hours_to_goal=reach,
+    )
 
 
 def smiles_check(model, test, targets, predictions) -> dict:
@@ -177,6 +215,10 @@ def export(args) -> None:
         "inherited_steps": inherited.get("steps", 0),
         "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),
     }
+    if "H" in targets and metrics["mae"]["H"] > GOAL_H_MEV:
+        metrics["training"]["projection"] = project_hours_to_goal(
+            history, "H", GOAL_H_MEV, inherited.get("wall_seconds", 0) / 3600
+        )
     directory = ZOO / preset
     metadata = {
         "task": "QM9Regressor",

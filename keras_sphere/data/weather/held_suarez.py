@@ -12,11 +12,7 @@ first, longitude from 0 degrees east, level in hPa, float32. The fields stay on
 dinosaur's Gaussian nodal grid (no poles); putting them on a model grid is a
 separate, explicit step.
 
-Sigma to pressure levels (`EXTRAPOLATION_RULE`): linear in log pressure between
-layer centres; below the lowest layer centre (which includes pressures below the
-ground) temperature follows a 6.5 K/km lapse rate from the lowest layer and
-geopotential integrates the hydrostatic equation with that temperature; winds keep
-their lowest-layer values. Above the highest layer centre the column is isothermal.
+Sigma to pressure levels follow `EXTRAPOLATION_RULE` (module `sigma_to_pressure`).
 
 The run is split into chunks; after each one the model state is checkpointed in
 ``<path>.checkpoint.npz``, so an interrupted call continues where it stopped when
@@ -35,11 +31,14 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
 from keras_sphere.data.weather import held_suarez_restart
+from keras_sphere.data.weather.held_suarez_model import OUTPUT_HOURS
+from keras_sphere.data.weather.held_suarez_model import held_suarez_model
+from keras_sphere.data.weather.sigma_to_pressure import EXTRAPOLATION_RULE
+from keras_sphere.data.weather.sigma_to_pressure import LAPSE_RATE
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -52,31 +51,8 @@ __all__ = [
 # The first output time; it holds the state reached after the spin-up. The forcing
 # is steady (no seasons, no day), so the calendar carries no meaning.
 EPOCH = np.datetime64("2000-01-01T00:00", "ns")
-OUTPUT_HOURS = 6
 DAYS_PER_YEAR = 365.25  # `years` counts Julian years of simulated time
 DEFAULT_LEVELS = (250, 500, 700, 850)  # hPa
-
-# Lapse rate for temperature below the lowest layer centre, K m^-1 (the ICAO
-# standard atmosphere's 6.5 K/km, as used for ECMWF's below-ground extrapolation).
-LAPSE_RATE = 0.0065
-
-EXTRAPOLATION_RULE = (
-    "Sigma to pressure levels: linear in log(p) between model layer centres. Below "
-    "the lowest layer centre p_K (including pressures below the ground): "
-    "T = T_K (p / p_K)^(R gamma / g) with gamma = 6.5 K/km, "
-    "geopotential = Phi_K + (g T_K / gamma) (1 - (p / p_K)^(R gamma / g)) "
-    "(hydrostatic with that temperature), u and v equal to their lowest-layer "
-    "values. Above the highest layer centre p_1: T = T_1, geopotential = "
-    "Phi_1 - R T_1 ln(p / p_1), u and v equal to their top-layer values. R and g are "
-    "dinosaur's (dinosaur.scales)."
-)
-
-# dinosaur's Held-Suarez example (notebooks/held_suarez.ipynb): reference surface
-# pressure, perturbation amplitude (Pa) and exponential filter (tau in dinosaur's
-# nondimensional time, order, cutoff).
-_P0_PA = 1e5
-_P1_PA = 5e3
-_FILTER = dict(tau=0.0087504, order=1.5, cutoff=0.8)
 
 _EXTRA = 'pip install "keras-sphere[weather]"'
 _FORMAT_VERSION = 1
@@ -322,220 +298,12 @@ def _check_config(recorded: dict, config: dict, where: pathlib.Path) -> None:
     )
 
 
-# --- the model -----------------------------------------------------------------
-
-
-@lru_cache(maxsize=4)
-def _simulator(truncation, n_sigma_levels, time_step_minutes, levels):
-    """One `_Simulator` per configuration: its compiled steps are reused."""
-    return _Simulator(truncation, n_sigma_levels, time_step_minutes, levels)
-
-
-class _Simulator:
-    """dinosaur's dry primitive equations with Held-Suarez forcing, jitted."""
-
-    def __init__(self, truncation, n_sigma_levels, time_step_minutes, levels):
-        import jax
-        from dinosaur import coordinate_systems
-        from dinosaur import held_suarez
-        from dinosaur import primitive_equations
-        from dinosaur import primitive_equations_states
-        from dinosaur import scales
-        from dinosaur import sigma_coordinates
-        from dinosaur import spherical_harmonic
-        from dinosaur import time_integration
-        from dinosaur import xarray_utils
-
-        units = scales.units
-        grid = spherical_harmonic.Grid.construct(
-            max_wavenumber=truncation,
-            gaussian_nodes=math.ceil((3 * truncation + 1) / 4),
-        )
-        vertical = sigma_coordinates.SigmaCoordinates.equidistant(n_sigma_levels)
-        self.coords = coordinate_systems.CoordinateSystem(grid, vertical)
-        self.specs = specs = primitive_equations.PrimitiveEquationsSpecs.from_si()
-        p0, p1 = _P0_PA * units.pascal, _P1_PA * units.pascal
-        self._initial_state_fn, aux = (
-            primitive_equations_states.isothermal_rest_atmosphere(
-                self.coords, specs, p0=p0, p1=p1
-            )
-        )
-        reference_temperature = aux[xarray_utils.REF_TEMP_KEY]
-        orography = primitive_equations.truncated_modal_orography(
-            aux[xarray_utils.OROGRAPHY], self.coords
-        )
-        equation = time_integration.compose_equations(
-            [
-                primitive_equations.PrimitiveEquations(
-                    reference_temperature, orography, self.coords, specs
-                ),
-                held_suarez.HeldSuarezForcing(
-                    coords=self.coords,
-                    physics_specs=specs,
-                    reference_temperature=reference_temperature,
-                    p0=p0,
-                ),
-            ]
-        )
-        dt = specs.nondimensionalize(time_step_minutes * units.minute)
-        step = time_integration.step_with_filters(
-            time_integration.imex_rk_sil3(equation, dt),
-            [time_integration.exponential_step_filter(grid, dt, **_FILTER)],
-        )
-        advance = time_integration.repeated(
-            step, 60 * OUTPUT_HOURS // time_step_minutes
-        )
-
-        def si(value, unit):
-            return float(specs.dimensionalize(value, unit).magnitude)
-
-        gas_constant = si(specs.R, units.J / units.kilogram / units.degK)
-        gravity = si(specs.g, units.m / units.s**2)
-        to_pascal = math.log(si(1.0, units.pascal))
-        to_m2_s2, to_m_s = si(1.0, units.m**2 / units.s**2), si(1.0, units.m / units.s)
-        levels_pa = 100.0 * np.asarray(levels, np.float64)
-
-        def fields(state) -> dict:
-            """Pressure-level fields of one state: [level, lat, lon], north first."""
-            temperature = (
-                grid.to_nodal(state.temperature_variation)
-                + (reference_temperature[:, None, None])
-            )  # [sigma, lon, lat]
-            geopotential = grid.to_nodal(
-                primitive_equations.get_geopotential(
-                    state.temperature_variation,
-                    reference_temperature,
-                    orography,
-                    vertical,
-                    gravity_acceleration=specs.g,
-                    ideal_gas_constant=specs.R,
-                )
-            )
-            u, v = spherical_harmonic.vor_div_to_uv_nodal(
-                grid, state.vorticity, state.divergence
-            )
-            surface_pressure = jax.numpy.exp(
-                grid.to_nodal(state.log_surface_pressure)[0] + to_pascal
-            )  # [lon, lat]
-            out = _to_pressure_levels(
-                si(1.0, units.degK) * temperature,
-                to_m2_s2 * geopotential,
-                to_m_s * u,
-                to_m_s * v,
-                surface_pressure,
-                vertical.centers,
-                levels_pa,
-                gas_constant=gas_constant,
-                gravity=gravity,
-            )
-            out["surface_pressure"] = surface_pressure
-            # [..., lon, lat] -> [..., lat, lon], latitude north first
-            return {
-                name: jax.numpy.flip(jax.numpy.swapaxes(x, -1, -2), -2).astype(
-                    "float32"
-                )
-                for name, x in out.items()
-            }
-
-        self.output_and_advance = jax.jit(lambda state: (fields(state), advance(state)))
-        self.gas_constant, self.gravity = gas_constant, gravity
-        self.filter_tau_seconds = si(_FILTER["tau"], units.s)
-        lon, sin_lat = grid.nodal_axes
-        self.latitude = np.degrees(np.arcsin(sin_lat))[::-1]
-        self.longitude = np.degrees(lon)
-        self.sigma = np.asarray(vertical.centers, np.float64)
-
-    def initial_state(self, seed: int):
-        import jax
-
-        return self._initial_state_fn(jax.random.PRNGKey(seed))
-
-    def state_from_arrays(self, arrays: dict):
-        import jax.numpy as jnp
-        from dinosaur import primitive_equations
-
-        return primitive_equations.State(
-            **{k: jnp.asarray(v) for k, v in arrays.items()}
-        )
-
-
-def _to_pressure_levels(
-    temperature,
-    geopotential,
-    u,
-    v,
-    surface_pressure,
-    sigma,
-    levels_pa,
-    *,
-    gas_constant: float,
-    gravity: float,
-) -> dict:
-    """Interpolate layer-centre fields to pressure levels by `EXTRAPOLATION_RULE`.
-
-    Args:
-        temperature: K, shape (n_sigma, ...), at the sigma layer centres ordered
-            top to bottom (as are the next three).
-        geopotential: m^2 s^-2, shape (n_sigma, ...).
-        u: eastward wind, m s^-1, shape (n_sigma, ...).
-        v: northward wind, m s^-1, shape (n_sigma, ...).
-        surface_pressure: shape (...), Pa.
-        sigma: shape (n_sigma,), layer centres, strictly increasing in (0, 1).
-        levels_pa: shape (n_levels,), target pressures in Pa.
-        gas_constant: R in J kg^-1 K^-1.
-        gravity: g in m s^-2.
-
-    Returns:
-        dict of the four fields, each of shape (n_levels, ...).
-    """
-    import jax.numpy as jnp
-
-    log_sigma = jnp.log(jnp.asarray(sigma))
-    spatial = (1,) * jnp.ndim(surface_pressure)
-    # log(p / p_s) of each target level in each column: [level, ...]
-    target = jnp.log(jnp.asarray(levels_pa)).reshape(-1, *spatial) - jnp.log(
-        surface_pressure
-    )
-    above_count = jnp.sum(log_sigma.reshape(-1, 1, *spatial) <= target, axis=0)
-    upper = jnp.clip(above_count, 1, log_sigma.shape[0] - 1)  # [level, ...]
-    lower = upper - 1
-    weight = (target - log_sigma[lower]) / (log_sigma[upper] - log_sigma[lower])
-
-    def interpolate(field):
-        low = jnp.take_along_axis(field, lower, axis=0)
-        return low + weight * (jnp.take_along_axis(field, upper, axis=0) - low)
-
-    below, above = target > log_sigma[-1], target < log_sigma[0]
-    exponent = gas_constant * LAPSE_RATE / gravity
-    ratio = jnp.exp(exponent * (target - log_sigma[-1]))  # (p / p_K)^(R gamma / g)
-    t_bottom, t_top = temperature[-1], temperature[0]
-    out = {
-        "temperature": jnp.where(
-            below, t_bottom * ratio, jnp.where(above, t_top, interpolate(temperature))
-        ),
-        "geopotential": jnp.where(
-            below,
-            geopotential[-1] + gravity * t_bottom / LAPSE_RATE * (1 - ratio),
-            jnp.where(
-                above,
-                geopotential[0] - gas_constant * t_top * (target - log_sigma[0]),
-                interpolate(geopotential),
-            ),
-        ),
-    }
-    for name, field in (("u_component_of_wind", u), ("v_component_of_wind", v)):
-        out[name] = jnp.where(
-            below, field[-1], jnp.where(above, field[0], interpolate(field))
-        )
-    return out
-
-
 # --- the run -------------------------------------------------------------------
 
 
 def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose):
     """Spin up and write states from index `written` to `n_times`, in chunks."""
-    simulator = _simulator(
+    simulator = held_suarez_model(
         config["truncation"],
         config["n_sigma_levels"],
         config["time_step_minutes"],
@@ -738,17 +506,8 @@ def _describe(dataset, simulator, config, initial_condition=None) -> None:
         n_sigma_levels=config["n_sigma_levels"],
         sigma_levels=[float(s) for s in simulator.sigma],
         time_step_minutes=config["time_step_minutes"],
-        time_stepping=(
-            "dinosaur imex_rk_sil3 with exponential_step_filter(tau="
-            f"{simulator.filter_tau_seconds:.4g} s, order={_FILTER['order']}, "
-            f"cutoff={_FILTER['cutoff']})"
-        ),
-        initial_condition=initial_condition
-        or (
-            "isothermal 288 K rest atmosphere, surface pressure "
-            f"{_P0_PA / 100:g} hPa plus a {_P1_PA / 100:g} hPa bump at a random "
-            "position (dinosaur isothermal_rest_atmosphere)"
-        ),
+        time_stepping=simulator.time_stepping,
+        initial_condition=initial_condition or simulator.rest_atmosphere,
         seed=config["seed"],
         spinup_days=config["spinup_days"],
         epoch=(

@@ -37,7 +37,8 @@ NAME = "weather_256"
 # steps (3 days), one epoch each, the last ones to the end. A second cycle (warm
 # restart at about half the first peak) repeats that: after the first, single-step
 # losses were still falling and the 6 h and 1 day t850 errors were behind
-# weather_64's.
+# weather_64's. A third (at a quarter) because after the second t850 at 6 h and 1 day
+# and the 5-day wind were still a little behind.
 RECIPE = WeatherRecipe(
     truncation=85,
     sigma_levels=12,
@@ -57,7 +58,7 @@ RECIPE = WeatherRecipe(
     epochs_per_rollout_step=1,
     steps_per_epoch=50,  # one Keras epoch = one back-up (1 to 10 min)
     epochs=40,  # per cycle
-    cycles=2,
+    cycles=3,
     restart_scale=0.5,
 )
 

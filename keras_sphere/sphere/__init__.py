@@ -13,8 +13,9 @@ level and inside functions alike (a test checks that no imports form a circle):
     rotation              `rotate_coefficients`, `rotate_field`
     caches                `clear_cache`
     dense                 whole transforms of small grids as dense matrices
-    regrid                `regrid`, `analyse`, `synthesise`, `HealpixGrid`: exact
-                          resampling between grids, float64 NumPy (a data step)
+    healpix_grid          `HealpixGrid` and its transforms through healpy
+    regrid                `regrid`, `analyse`, `synthesise`: exact resampling
+                          between grids, float64 NumPy (a data step)
     wavelets, scattering  scale-discretised wavelets, wavelet scattering networks
 
 NumPy and JAX only: no layers, no TensorFlow.
@@ -25,8 +26,8 @@ from keras_sphere.sphere import wavelets
 from keras_sphere.sphere.caches import clear_cache
 from keras_sphere.sphere.gaussian_grid import GaussianGrid
 from keras_sphere.sphere.grid import Grid
+from keras_sphere.sphere.healpix_grid import HealpixGrid
 from keras_sphere.sphere.quadrature import clenshaw_curtis_weights
-from keras_sphere.sphere.regrid import HealpixGrid
 from keras_sphere.sphere.regrid import analyse
 from keras_sphere.sphere.regrid import regrid
 from keras_sphere.sphere.regrid import synthesise

@@ -15,8 +15,8 @@ ordinary Python file on ``--patch-path`` with an ``apply()`` function, for examp
 
     # /tmp/patches/small_chunks.py
     def apply():
-        from keras_sphere.layers import transform_state
-        transform_state.CHUNK_BYTES = 2**18
+        from keras_sphere.layers import batch_chunks
+        batch_chunks.CHUNK_BYTES = 2**18
 
     PYTHONPATH=. python benchmarks/ab_train_step.py mnist small_chunks \\
         --patch-path /tmp/patches --rounds 8

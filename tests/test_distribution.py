@@ -60,6 +60,7 @@ def chunked_transforms():
     import jax
     import keras
 
+    from keras_sphere.layers import batch_chunks
     from keras_sphere.layers import transform_state
     from keras_sphere.sphere import Grid
 
@@ -75,13 +76,13 @@ def chunked_transforms():
         return jax.numpy.sum(jax.numpy.abs(field) ** 2), coeffs
 
     step = jax.jit(jax.value_and_grad(loss, has_aux=True))
-    chunk_bytes = transform_state.CHUNK_BYTES
-    transform_state.CHUNK_BYTES = 1  # one example per chunk
+    chunk_bytes = batch_chunks.CHUNK_BYTES
+    batch_chunks.CHUNK_BYTES = 1  # one example per chunk
     try:
         (_, coeffs), grad = step(fields)
         jaxpr = str(jax.make_jaxpr(loss)(fields))
     finally:
-        transform_state.CHUNK_BYTES = chunk_bytes
+        batch_chunks.CHUNK_BYTES = chunk_bytes
     return np.asarray(coeffs), np.asarray(grad), jaxpr
 
 

@@ -12,6 +12,9 @@ import math
 
 import keras
 
+from keras_sphere.layers.batch_chunks import in_chunks
+from keras_sphere.layers.degree_packing import pack_degrees
+from keras_sphere.layers.degree_packing import unpack_degrees
 from keras_sphere.layers.spins import atomic_build
 from keras_sphere.layers.spins import check_jax_backend
 from keras_sphere.layers.spins import fix_input_shape
@@ -20,9 +23,6 @@ from keras_sphere.layers.spins import read_float32
 from keras_sphere.layers.spins import real_block_matrix
 from keras_sphere.layers.spins import spin_zero_index
 from keras_sphere.layers.transform_state import TransformState
-from keras_sphere.layers.transform_state import in_chunks
-from keras_sphere.layers.transform_state import pack_degrees
-from keras_sphere.layers.transform_state import unpack_degrees
 from keras_sphere.sphere import Grid
 
 __all__ = ["MODULUS_EPSILON", "PhaseCollapse", "check_rank5_spins", "smooth_modulus"]
@@ -336,7 +336,7 @@ class PhaseCollapse(keras.layers.Layer):
                 does not exist (|m| > ell or ell < |s|).
             moduli_coefficients: forward SHT up to L of `moduli(x)`, complex, in the
                 packed layout (batch, (L + 1)^2, 1, S * C) of
-                `transform_state.pack_degrees`.
+                `degree_packing.pack_degrees`.
 
         Returns:
             complex64, (batch, L + 1, 2L + 1, S, C).

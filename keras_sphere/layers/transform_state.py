@@ -37,13 +37,15 @@ last). ``method="auto"`` picks dense up to ``DENSE_MAX_SIZE``.
 
 from __future__ import annotations
 
-import math
 import weakref
 
 import jax
 import keras
 import numpy as np
 
+from keras_sphere.layers.batch_chunks import in_chunks
+from keras_sphere.layers.degree_packing import pack_degrees
+from keras_sphere.layers.degree_packing import unpack_degrees
 from keras_sphere.layers.lazy_variables import LazyVariable
 from keras_sphere.sphere import Grid
 from keras_sphere.sphere import SHTPlan
@@ -52,34 +54,13 @@ from keras_sphere.sphere.sht_plan import abstract_plan
 from keras_sphere.sphere.sht_plan import plan_arrays
 from keras_sphere.sphere.sht_plan import to_device
 
-__all__ = [
-    "CHUNKED_PLATFORMS",
-    "CHUNK_BYTES",
-    "DENSE_MAX_SIZE",
-    "TransformState",
-    "in_chunks",
-    "pack_degrees",
-    "unpack_degrees",
-]
+__all__ = ["DENSE_MAX_SIZE", "TransformState"]
 
 # Dense transforms while n_lat * n_lon * (L + 1)^2 is at most this: 16 x 16 at L = 7
 # (4x the dense work still wins at 32 x 32 -> L = 7), 8 x 8 at L = 3; 32 x 32 at
 # L = 15 and larger use the plan. Measured on the QM9 layers of
 # `benchmarks/train_step.py`: dense 2-8x faster below, slower above.
 DENSE_MAX_SIZE = 2**16
-# Plan transforms of large batches run in chunks of at most this many input bytes,
-# one loop iteration each: the working set stays in cache and XLA reuses the loop's
-# buffers (every fresh buffer page costs a fault, about 1 us per 4 KB here). Measured
-# 1.5-2.5x faster forward and backward at 64 x 64, L = 31, 32 x 16 maps per spin, than
-# one pass. 512 KB chunks (one example of spherical MNIST's 64 x 64 convolutions)
-# measured 3-5% faster training steps than 2 MB chunks in both configurations of
-# `benchmarks/train_step.py` (alternating runs). Dense transforms are single GEMMs
-# and measured no faster in chunks.
-CHUNK_BYTES = 2**19
-# Chunk loops pay only where a cache-sized pass beats one wide pass: on CPUs. On
-# GPUs and TPUs a loop would run its iterations one after another, each far too
-# small to fill the device, so the batch goes through whole there.
-CHUNKED_PLATFORMS = ("cpu",)
 _METHODS = ("auto", "plan", "dense")
 
 
@@ -396,148 +377,3 @@ class TransformState:
         return field.reshape(
             coeffs.shape[0], self.grid.n_lat, self.grid.n_lon, *coeffs.shape[3:]
         )
-
-
-def in_chunks(function, data):
-    """Apply `function` (independent per example) to `data` in batch chunks.
-
-    Chunks hold at most `CHUNK_BYTES` of input and run as one loop (``lax.map``) on
-    the platforms of `CHUNKED_PLATFORMS` (JAX's default backend); data is passed
-    whole elsewhere. Under a Keras distribution every device loops over the chunks
-    of its own shard of the batch (``shard_map`` over the distribution's batch axis).
-    """
-    import jax
-    import keras
-
-    if data.shape[0] is None or jax.default_backend() not in CHUNKED_PLATFORMS:
-        return function(data)
-    distribution = keras.distribution.distribution()
-    if distribution is None:
-        return _chunk_loop(function, data)
-    return _per_shard_chunk_loops(function, data, distribution)
-
-
-def _chunk_loop(function, data):
-    """`function` over `data` in batch chunks of at most `CHUNK_BYTES`, one loop."""
-    import jax
-
-    batch = data.shape[0]
-    per_example = data.dtype.itemsize * math.prod(data.shape[1:])
-    n_chunks = next(
-        (
-            count
-            for count in range(1, batch + 1)
-            if batch % count == 0 and (batch // count) * per_example <= CHUNK_BYTES
-        ),
-        batch,
-    )
-    if n_chunks == 1:
-        return function(data)
-    parts = data.reshape(n_chunks, batch // n_chunks, *data.shape[1:])
-    out = jax.lax.map(function, parts)
-    return out.reshape(batch, *out.shape[2:])
-
-
-def _per_shard_chunk_loops(function, data, distribution):
-    """`_chunk_loop` on each device's shard of the batch axis.
-
-    Spherical-MNIST steps of `benchmarks/train_step.py --devices 2` (2 virtual CPU
-    devices) measured 0.37-0.40 s this way, 0.74 s with one loop over chunks of the
-    global batch (XLA gathers and reshards around it) and 0.90 s with no chunks;
-    0.39-0.41 s on one device. `function` is independent per example, so the shards'
-    outputs are the sharded output.
-    """
-    import jax
-    from jax.sharding import PartitionSpec
-
-    mesh = distribution.device_mesh.backend_mesh
-    axis = distribution.batch_dim_name
-    if axis not in mesh.axis_names or data.shape[0] % mesh.shape[axis]:
-        return function(data)  # not split over devices as Keras splits batches
-    spec = PartitionSpec(axis)
-    # check_vma=False: `function` closes over the replicated transform tables.
-    return jax.shard_map(
-        lambda shard: _chunk_loop(function, shard),
-        mesh=mesh,
-        in_specs=spec,
-        out_specs=spec,
-        check_vma=False,
-    )(data)
-
-
-def _packed_index(ell_max: int) -> np.ndarray:
-    """Flat (ell, m) positions of the padded layout, degree by degree (packed order)."""
-    width = 2 * ell_max + 1
-    return np.concatenate(
-        [ell * width + ell_max + np.arange(-ell, ell + 1) for ell in range(ell_max + 1)]
-    )
-
-
-def _padded_index(ell_max: int) -> np.ndarray:
-    """For each padded (ell, m), its packed position; (L + 1)^2 (a zero row) if none."""
-    size = (ell_max + 1) ** 2
-    index = np.full((ell_max + 1) * (2 * ell_max + 1), size)
-    index[_packed_index(ell_max)] = np.arange(size)
-    return index
-
-
-def _gather_packed(coeffs):
-    import jax.numpy as jnp
-
-    ell_max = coeffs.shape[1] - 1
-    flat = coeffs.reshape(coeffs.shape[0], -1, *coeffs.shape[3:])
-    return jnp.take(
-        flat,
-        _packed_index(ell_max),
-        axis=1,
-        unique_indices=True,
-        indices_are_sorted=True,
-    )
-
-
-def _gather_padded(packed):
-    import jax.numpy as jnp
-
-    ell_max = math.isqrt(packed.shape[1]) - 1
-    zero = jnp.zeros((packed.shape[0], 1, *packed.shape[2:]), packed.dtype)
-    rows = jnp.take(
-        jnp.concatenate([packed, zero], axis=1), _padded_index(ell_max), axis=1
-    )
-    return rows.reshape(
-        packed.shape[0], ell_max + 1, 2 * ell_max + 1, *packed.shape[2:]
-    )
-
-
-# Packing selects entries and unpacking puts them back among zeros, so each is the
-# other's transpose: one gather each way, forward and backward. JAX's own transposes
-# would be a scatter-add; the former per-degree slices and pads were O(L) operations
-# (at L = 127, 47 -> 12 ms and 12 -> 0.4 s of compilation for pack, product and
-# unpack with gradients; no slower at L = 7).
-_pack = jax.custom_vjp(_gather_packed)
-_pack.defvjp(lambda c: (_gather_packed(c), None), lambda _, g: (_gather_padded(g),))
-_unpack = jax.custom_vjp(_gather_padded)
-_unpack.defvjp(lambda p: (_gather_padded(p), None), lambda _, g: (_gather_packed(g),))
-
-
-def pack_degrees(coeffs, ell_max: int):
-    """Padded (b, L + 1, 2L + 1, s, c) to packed (b, (L + 1)^2, s, c).
-
-    Packed index ell^2 + ell + m holds (ell, m): only the coefficients with
-    |m| <= ell, degree by degree.
-    """
-    if coeffs.shape[1] != ell_max + 1 or coeffs.shape[2] != 2 * ell_max + 1:
-        raise ValueError(
-            f"coefficients of shape {tuple(coeffs.shape)} do not have ell_max + 1 = "
-            f"{ell_max + 1} degrees on axis 1 and 2 ell_max + 1 orders on axis 2."
-        )
-    return _pack(coeffs)
-
-
-def unpack_degrees(packed, ell_max: int):
-    """Packed (b, (L + 1)^2, s, c) -> padded (b, L + 1, 2L + 1, s, c), zeros outside."""
-    if packed.shape[1] != (ell_max + 1) ** 2:
-        raise ValueError(
-            f"packed coefficients of shape {tuple(packed.shape)} do not have "
-            f"(ell_max + 1)^2 = {(ell_max + 1) ** 2} entries on axis 1."
-        )
-    return _unpack(packed)

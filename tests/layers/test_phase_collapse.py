@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from keras_sphere.layers import PhaseCollapse
+from keras_sphere.layers.degree_packing import pack_degrees
 from keras_sphere.layers.phase_collapse import smooth_modulus
-from keras_sphere.layers.transform_state import pack_degrees
 from keras_sphere.sphere import Grid
 from keras_sphere.testing import assert_equivariant
 from keras_sphere.testing import band_limited_equivariance

@@ -37,13 +37,13 @@ def test_a_lost_run_continues_from_the_shipped_preset(recipe, tmp_path):
     assert changed  # the shipped weights replaced the fresh initialisation
     steps = shipped["training"]["steps"]
     assert int(model.optimizer.iterations.value) == steps  # the schedule goes on
-    inherited = recipe._inherited(tmp_path)
+    inherited = recipe.inherited_of(tmp_path)
     assert inherited["steps"] == steps
     assert inherited["keras_epochs"] == shipped["training"]["keras_epochs"]
     assert inherited["wall_seconds"] == pytest.approx(
         3600 * shipped["training"]["wall_hours"]
     )
-    assert recipe._inherited(tmp_path / "elsewhere") == {}
+    assert recipe.inherited_of(tmp_path / "elsewhere") == {}
 
 
 def test_a_run_of_the_other_label_model_is_moved_aside(recipe, tmp_path):

@@ -17,17 +17,17 @@ import time
 import numpy as np
 from card import GOAL_H_MEV
 from card import write_card
-from train import BATCH
-from train import PRESETS
-from train import ZOO
-from train import _inherited
-from train import _recipe
-from train import _targets
-from train import build_model
-from train import inputs_of
-from train import label_model
-from train import labels_of
-from train import load_splits
+from recipe import BATCH
+from recipe import PRESETS
+from recipe import ZOO
+from recipe import build_model
+from recipe import inherited_of
+from recipe import inputs_of
+from recipe import label_model
+from recipe import labels_of
+from recipe import load_splits
+from recipe import recipe_record
+from recipe import targets_of
 
 PAPER_MAE_MEV = {"H": 5.69}  # "Scaling Spherical CNNs", default config (README)
 ROTATION_MOLECULES = 256
@@ -151,11 +151,13 @@ def export(args) -> None:
     from keras_sphere.zoo import save_preset
 
     preset = args.preset
-    targets = _targets(preset)
+    targets = targets_of(preset)
     run_dir = pathlib.Path(args.run_dir or default_run_dir(preset))
     recipe_path = run_dir / "recipe.json"
     recipe = (
-        json.loads(recipe_path.read_text()) if recipe_path.exists() else _recipe(preset)
+        json.loads(recipe_path.read_text())
+        if recipe_path.exists()
+        else recipe_record(preset)
     )
     splits = load_splits()
     train_y = labels_of(splits["train"], targets)
@@ -194,7 +196,7 @@ def export(args) -> None:
     compute = json.loads(compute_path.read_text()) if compute_path.exists() else {}
     # A run started from the shipped preset (its directory was lost) adds the
     # epochs, steps and hours that made that preset.
-    inherited = _inherited(run_dir)
+    inherited = inherited_of(run_dir)
     keras_epochs = int(history[-1]["epoch"]) + inherited.get("keras_epochs", 0)
     steps = int(history[-1]["epoch"]) * recipe["steps_per_keras_epoch"]
     steps += inherited.get("steps", 0)

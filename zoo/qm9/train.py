@@ -29,102 +29,27 @@ import numpy as np
 
 import keras_sphere  # selects the JAX backend
 
-HERE = pathlib.Path(__file__).resolve().parent
-ZOO = HERE.parent
-sys.path.insert(0, str(HERE))
-# The preset's architecture: the anchor's blocks at half width, on 16 x 16 atom
-# signals (L = 7) pooled to 8 x 8 and 4 x 4, tails at width 128. Measured on the
-# 2-core CPU with other jobs running: one training step of 16 molecules took 10 s
-# with the anchor's resolutions (32, 16, 16, 8, 8) and 1.6 s with these (one tail),
-# so the preset sees about six times more molecules for the same CPU time.
-WIDTHS = (32, 64, 64, 128, 128)
-RESOLUTIONS = (16, 8, 8, 4, 4)
-NUM_FILTER_PARAMS = (8, 4, 4, None, None)
-ATOMS_PER_MOLECULE = 20.0  # QM9 averages 18.0 atoms; a batch of 16 overflows rarely
-TAIL_WIDTH = 128
-BATCH = 16
-PEAK_LEARNING_RATE = 3e-4  # the anchor's 1e-4 per 32 is tuned for 2000 epochs
-WARMUP_STEPS = 1000
-PLANNED_EPOCHS = 4  # passes over the 110,000 training molecules (cosine decay)
-STEPS_PER_EPOCH = 500  # one Keras epoch = one checkpoint, ~15 min on 2 cores
-VALIDATION_MOLECULES = 2000  # a fixed random sample of the validation split
-# Predict each target as a per-element sum over atoms (ridge on atom counts, fitted
-# on the training split) plus a learned residual (models/qm9/atom_reference.py).
-ATOM_REFERENCE = True
-SEED = 0
-INHERITED = "inherited.json"  # what a run continued from a shipped preset had done
-PRESETS = {
-    "qm9": {"targets": None, "init_from": None},
-    "qm9_h": {"targets": ("H",), "init_from": "qm9"},
-}
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # the siblings
 
-
-def load_splits(names=("train", "validation", "test")):
-    from keras_sphere.data import qm9 as qm9_data
-
-    return {name: qm9_data.load(name, config="dimenet") for name in names}
-
-
-def inputs_of(columns) -> dict[str, np.ndarray]:
-    return {
-        "positions": np.asarray(columns["positions"], np.float32),
-        "charges": np.asarray(columns["charges"], np.int32),
-    }
-
-
-def labels_of(columns, targets) -> dict[str, np.ndarray]:
-    from keras_sphere.models.qm9 import TARGETS
-
-    return {
-        name: np.asarray(columns[TARGETS[name]["label"]], np.float32)
-        for name in targets
-    }
-
-
-def label_model(columns, targets, atom_reference: bool = ATOM_REFERENCE):
-    """(label_mean, label_std, atom_reference or None) from the training split.
-
-    With an atom reference the mean and std are those of the residuals around
-    the per-element fit, which the tails learn.
-    """
-    from keras_sphere.models.qm9 import atom_counts
-    from keras_sphere.models.qm9 import fit_atom_reference
-
-    labels = labels_of(columns, targets)
-    values = None
-    if atom_reference:
-        values, _ = fit_atom_reference(columns["charges"], labels)
-        counts = atom_counts(columns["charges"])
-        labels = {k: v - counts @ np.asarray(values[k]) for k, v in labels.items()}
-    mean = {k: float(np.mean(v)) for k, v in labels.items()}
-    std = {k: float(np.std(v)) for k, v in labels.items()}
-    return mean, std, values
-
-
-def build_model(targets, label_mean, label_std, atom_reference=None):
-    from keras_sphere.models.qm9 import QM9Backbone
-    from keras_sphere.models.qm9 import QM9Regressor
-
-    backbone = QM9Backbone(
-        widths=WIDTHS,
-        resolutions=RESOLUTIONS,
-        num_filter_params=NUM_FILTER_PARAMS,
-        atoms_per_molecule=ATOMS_PER_MOLECULE,
-    )
-    return QM9Regressor(
-        backbone,
-        targets=targets,
-        tail_width=TAIL_WIDTH,
-        label_mean=label_mean,
-        label_std=label_std,
-        atom_reference=atom_reference,
-    )
-
-
-def _targets(preset: str):
-    from keras_sphere.models.qm9 import TARGET_NAMES
-
-    return PRESETS[preset]["targets"] or TARGET_NAMES
+from recipe import ATOM_REFERENCE  # noqa: E402
+from recipe import BATCH  # noqa: E402
+from recipe import INHERITED  # noqa: E402
+from recipe import PEAK_LEARNING_RATE  # noqa: E402
+from recipe import PLANNED_EPOCHS  # noqa: E402
+from recipe import PRESETS  # noqa: E402
+from recipe import SEED  # noqa: E402
+from recipe import STEPS_PER_EPOCH  # noqa: E402
+from recipe import VALIDATION_MOLECULES  # noqa: E402
+from recipe import WARMUP_STEPS  # noqa: E402
+from recipe import ZOO  # noqa: E402
+from recipe import build_model  # noqa: E402
+from recipe import inherited_of  # noqa: E402
+from recipe import inputs_of  # noqa: E402
+from recipe import label_model  # noqa: E402
+from recipe import labels_of  # noqa: E402
+from recipe import load_splits  # noqa: E402
+from recipe import recipe_record  # noqa: E402
+from recipe import targets_of  # noqa: E402
 
 
 def train(args) -> None:
@@ -138,7 +63,7 @@ def train(args) -> None:
     from keras_sphere.training.loop import fit_run
 
     set_seed(SEED)
-    targets = _targets(args.preset)
+    targets = targets_of(args.preset)
     splits = load_splits(("train", "validation"))
     train_y = labels_of(splits["train"], targets)
     model = build_model(targets, *label_model(splits["train"], targets))
@@ -159,7 +84,7 @@ def train(args) -> None:
         _continue_shipped_preset(model, args.preset, run_dir)
     elif fresh_run and init_from:
         _init_backbone(model, init_from)
-    inherited = _inherited(run_dir)
+    inherited = inherited_of(run_dir)
     train_x = inputs_of(splits["train"])
     batches = BudgetedBatches(
         train_x,
@@ -186,7 +111,9 @@ def train(args) -> None:
         model.backbone.atom_capacity(BATCH),
     )
     (run_dir / "recipe.json").parent.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.json").write_text(json.dumps(_recipe(args.preset), indent=2))
+    (run_dir / "recipe.json").write_text(
+        json.dumps(recipe_record(args.preset), indent=2)
+    )
     started = time.time()
     result = fit_run(
         model,
@@ -221,7 +148,7 @@ def _init_backbone(model, preset: str) -> None:
     """Start from the backbone of another preset's run (or its shipped preset)."""
     from keras_sphere.training.loop import default_run_dir
 
-    source = build_model(_targets(preset), None, None)  # weights only
+    source = build_model(targets_of(preset), None, None)  # weights only
     best = default_run_dir(preset) / "best.weights.h5"
     if best.exists():
         source.load_weights(best)
@@ -260,39 +187,12 @@ def _continue_shipped_preset(model, preset: str, run_dir: pathlib.Path) -> None:
     print(f"continuing zoo/{preset}: {inherited['steps']} steps done before")
 
 
-def _inherited(run_dir: pathlib.Path) -> dict:
-    """Epochs, steps and wall seconds of the run a preset-started run continues."""
-    path = run_dir / INHERITED
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def _add_compute(run_dir: pathlib.Path, seconds: float) -> None:
     path = run_dir / "compute.json"
     compute = json.loads(path.read_text()) if path.exists() else {"wall_seconds": 0}
     compute["wall_seconds"] += seconds
     compute["machine"] = f"{platform.processor() or platform.machine()}, CPU"
     path.write_text(json.dumps(compute, indent=2))
-
-
-def _recipe(preset: str) -> dict:
-    return {
-        "preset": preset,
-        "widths": WIDTHS,
-        "resolutions": RESOLUTIONS,
-        "num_filter_params": NUM_FILTER_PARAMS,
-        "atoms_per_molecule": ATOMS_PER_MOLECULE,
-        "tail_width": TAIL_WIDTH,
-        "batch": BATCH,
-        "peak_learning_rate": PEAK_LEARNING_RATE,
-        "warmup_steps": WARMUP_STEPS,
-        "planned_epochs": PLANNED_EPOCHS,
-        "steps_per_keras_epoch": STEPS_PER_EPOCH,
-        "validation_molecules": VALIDATION_MOLECULES,
-        "atom_reference": ATOM_REFERENCE,
-        "validation_sample": f"a random sample, seed {SEED}",
-        "seed": SEED,
-        "split": "dimenet (TFDS qm9), 110,000 / 10,000 / 10,831",
-    }
 
 
 def main(argv=None) -> None:

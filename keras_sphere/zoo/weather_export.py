@@ -222,18 +222,15 @@ def upsampled_preset_forecast(preset: str, recipe: WeatherRecipe):
     fine = recipe.grid
 
     def resample(dataset, grid, lmax):
-        # open_wb2 checks for one 6-hourly series; these are independent initial
-        # states (one per day): resample under a stand-in 6-hourly time axis.
-        times = dataset["time"].values
-        regular = times[0] + np.arange(times.size) * np.timedelta64(6, "h")
-        resampled = open_wb2(
-            dataset.assign_coords(time=regular),
+        # Independent initial states (one per day), not a 6-hourly series.
+        return open_wb2(
+            dataset,
             VARIABLES,
             levels=recipe.levels,
             grid=grid,
             lmax=lmax,
+            six_hourly=False,
         )
-        return resampled.assign_coords(time=times)
 
     def run(initial, steps: int):
         small = resample(initial, coarse, coarse.max_bandlimit)

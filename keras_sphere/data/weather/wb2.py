@@ -259,6 +259,7 @@ def open_wb2(
     lmax: int | None = None,
     time=None,
     chunk: int = 64,
+    six_hourly: bool = True,
 ):
     """Open a WeatherBench-2-layout dataset, checked, oriented and optionally regridded.
 
@@ -276,6 +277,10 @@ def open_wb2(
         time: a time selection passed to ``dataset.sel(time=...)`` before
             anything is read (a slice of dates, for instance).
         chunk: time steps resampled at once (memory: chunk x fields x grid).
+        six_hourly: check that the times advance by exactly 6 h, as a series to
+            train on or forecast from must. False for a set of independent states
+            (the initial times of forecasts a day apart, say), whose times are
+            then kept as they are.
 
     Returns:
         An `xarray.Dataset` with dims (time, [level,] latitude, longitude),
@@ -307,7 +312,8 @@ def open_wb2(
                 f"open_wb2: variable {name!r} lacks dimensions {sorted(missing)}; "
                 "static fields are not supported as inputs yet."
             )
-    _check_times(np.asarray(dataset["time"].values))
+    if six_hourly:
+        _check_times(np.asarray(dataset["time"].values))
 
     latitudes = np.asarray(dataset["latitude"].values, dtype=np.float64)
     flipped = bool(latitudes.size > 1 and latitudes[0] < latitudes[-1])

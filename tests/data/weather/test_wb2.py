@@ -115,6 +115,9 @@ def test_errors_name_what_is_wrong(gaussian_wb2, weather):
     )
     with pytest.raises(ValueError, match="exactly 6 h"):
         open_wb2(three_hourly, ["temperature"])
+    # Independent states (forecast initial times) keep their own times.
+    states = open_wb2(three_hourly, ["temperature"], six_hourly=False)
+    np.testing.assert_array_equal(states["time"].values, three_hourly["time"].values)
     pole_free = weather.wb2_dataset(
         np.linspace(87.1875, -87.1875, 32),
         np.arange(64) * 5.625,

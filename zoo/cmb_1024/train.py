@@ -13,6 +13,10 @@ Reads the cache written by ``data.py`` and:
    with metrics.json, training_curves.png, reference.json and the model card.
 
     python zoo/cmb_1024/train.py [--cache-dir DIR] [--epochs 25] [--seeds 0 1 2]
+
+Each network trains in the zoo's one loop (`keras_sphere.training.fit_run`), with
+its back-up in ``~/.cache/keras_sphere/runs/cmb_1024/<network>_seed<seed>/``: an
+interrupted call, run again, continues from there.
 """
 
 from __future__ import annotations
@@ -35,36 +39,47 @@ NUM_FILTER_PARAMS = (6, 6, None)
 N_BANDS = 32
 
 
-def _fit(model, train, validation, epochs: int, seed: int):
+def _fit(model, train, validation, epochs: int, seed: int, run_dir: pathlib.Path):
+    """Train with the zoo's one loop (`fit_run`): resumable, best by val accuracy.
+
+    A run that was interrupted continues from its back-up in `run_dir`; the best
+    weights by validation accuracy are loaded at the end. Returns the history of
+    every epoch of the run, {name: [value per epoch]}.
+    """
     import keras
 
+    from keras_sphere.training import ResumableBatches
+    from keras_sphere.training import fit_run
+    from keras_sphere.training.loop import read_history
+
+    # Every example once per epoch: the last batch is padded with examples of
+    # sample weight 0 rather than dropped.
+    batches = ResumableBatches(
+        *train, batch_size=BATCH, shuffle=True, seed=seed, remainder="pad"
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(
-                1e-3, epochs * int(np.ceil(len(train[1]) / BATCH))
-            )
+            keras.optimizers.schedules.CosineDecay(1e-3, epochs * len(batches))
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # Weighted, so that the padding examples (weight 0) do not count.
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=True,
     )
-    best = keras.callbacks.ModelCheckpoint(
-        str(HERE / f".best_{seed}.weights.h5"),
-        monitor="val_accuracy",
-        save_best_only=True,
-        save_weights_only=True,
-    )
-    history = model.fit(
-        *train,
-        validation_data=validation,
+    result = fit_run(
+        model,
+        batches,
+        run_dir,
         epochs=epochs,
-        batch_size=BATCH,
-        callbacks=[best],
+        validation_data=validation,
+        monitor="val_accuracy",
+        mode="max",
+        curve_metrics=("loss", "val_loss", "accuracy", "val_accuracy"),
         verbose=2,
     )
-    model.load_weights(best.filepath)
-    pathlib.Path(best.filepath).unlink()
-    return history.history
+    model.load_weights(result["best_weights"])
+    rows = read_history(run_dir / "history.csv")
+    return {key: [row[key] for row in rows] for key in rows[0] if key != "epoch"}
 
 
 def _accuracy(model, x, y) -> float:
@@ -72,7 +87,7 @@ def _accuracy(model, x, y) -> float:
     return float(np.mean(np.argmax(probabilities, axis=-1) == y))
 
 
-def train_scattering(splits, seed: int, epochs: int):
+def train_scattering(splits, seed: int, epochs: int, runs: pathlib.Path):
     import keras
 
     from keras_sphere.layers import feature_statistics
@@ -93,6 +108,7 @@ def train_scattering(splits, seed: int, epochs: int):
         (features["validation"], labels["validation"]),
         epochs,
         seed,
+        runs / f"scattering_cnn_seed{seed}",
     )
     result = {
         split: _accuracy(model, features[split], labels[split])
@@ -101,7 +117,7 @@ def train_scattering(splits, seed: int, epochs: int):
     return model, history, result, (mean, std)
 
 
-def train_lowpass(splits, seed: int, epochs: int):
+def train_lowpass(splits, seed: int, epochs: int, runs: pathlib.Path):
     import keras
 
     from keras_sphere.models import CMBBackbone
@@ -124,6 +140,7 @@ def train_lowpass(splits, seed: int, epochs: int):
         (maps["validation"], labels["validation"]),
         epochs,
         seed,
+        runs / f"lowpass_cnn_seed{seed}",
     )
     result = {
         split: _accuracy(model, maps[split], labels[split])
@@ -283,7 +300,16 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--output-dir", type=pathlib.Path, default=HERE, help="where the preset goes"
     )
+    parser.add_argument(
+        "--run-dir",
+        type=pathlib.Path,
+        default=None,
+        help="the runs' back-ups (default ~/.cache/keras_sphere/runs/cmb_1024)",
+    )
     args = parser.parse_args(argv)
+    from keras_sphere.training import default_run_dir
+
+    runs = args.run_dir or default_run_dir("cmb_1024")
     start = time.time()
     splits = {s: load_split(s, args.cache_dir) for s in ("train", "validation", "test")}
     sizes = {s: len(v["labels"]) for s, v in splits.items()}
@@ -291,14 +317,16 @@ def main(argv=None) -> None:
 
     runs, curves = [], {}
     for seed in args.seeds:
-        model, history, result, stats = train_scattering(splits, seed, args.epochs)
+        model, history, result, stats = train_scattering(
+            splits, seed, args.epochs, runs
+        )
         print(f"scattering + CNN, seed {seed}: {result}")
         runs.append((result["validation"], seed, model, stats, result))
         if seed == args.seeds[0]:
             curves["scattering + CNN"] = history
     lowpass = []
     for seed in args.seeds:
-        history, result = train_lowpass(splits, seed, args.baseline_epochs)
+        history, result = train_lowpass(splits, seed, args.baseline_epochs, runs)
         print(f"CNN on L = 31 maps, seed {seed}: {result}")
         lowpass.append(result)
         if seed == args.seeds[0]:

@@ -145,6 +145,15 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
             if training.get("continued_from")
             else []
         ),
+        *(
+            [
+                f"- Before these, {training['backbone_from']['wall_hours']:.1f} h of "
+                f"`{training['backbone_from']['preset']}` training made the backbone "
+                "this preset started from (the projection below counts them)."
+            ]
+            if training.get("backbone_from")
+            else []
+        ),
         f"- Inference: {1000 * metrics['predict_seconds_per_molecule']:.0f} ms per "
         "molecule on the same CPU (batches of 16).",
         "",

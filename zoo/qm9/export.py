@@ -28,6 +28,7 @@ from recipe import labels_of
 from recipe import load_splits
 from recipe import recipe_record
 from recipe import targets_of
+from recipe import validation_mae_key
 
 PAPER_MAE_MEV = {"H": 5.69}  # "Scaling Spherical CNNs", default config (README)
 ROTATION_MOLECULES = 256
@@ -82,7 +83,7 @@ def rotation_check(model, test_x, targets, seed=0) -> dict[str, float]:
 
 
 def project_hours_to_goal(
-    history, target: str, goal: float, inherited_hours: float = 0.0
+    history, target: str, goal: float, inherited_hours: float = 0.0, key=None
 ) -> dict:
     """When the validation MAE of `target` would reach `goal` (report units).
 
@@ -91,11 +92,11 @@ def project_hours_to_goal(
     those of a preset the run continued from). A rough extrapolation: it assumes
     the recent rate of improvement goes on, which a decaying learning rate and the
     model's capacity may not allow. `hours_to_goal` is None when the fit does not
-    fall.
+    fall. `key`: the history's column (default ``val_<target>_mae``).
     """
     from keras_sphere.models.qm9.qm9_targets import to_report_units
 
-    key = f"val_{target}_mae"
+    key = key or f"val_{target}_mae"
     hours = inherited_hours + np.cumsum([row["seconds"] for row in history]) / 3600
     points = [(h, r[key]) for h, r in zip(hours, history, strict=True) if key in r]
     points = points[-PROJECTION_EPOCHS:]
@@ -217,9 +218,24 @@ def export(args) -> None:
         "inherited_steps": inherited.get("steps", 0),
         "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),
     }
+    hours_before = inherited.get("wall_seconds", 0) / 3600
+    init_from = PRESETS[preset]["init_from"]
+    if init_from and (ZOO / init_from / "metrics.json").exists():
+        # The backbone it started from took the source preset's hours to train.
+        source = json.loads((ZOO / init_from / "metrics.json").read_text())
+        backbone_hours = float(source["training"]["wall_hours"])
+        metrics["training"]["backbone_from"] = {
+            "preset": init_from,
+            "wall_hours": backbone_hours,
+        }
+        hours_before += backbone_hours
     if "H" in targets and metrics["mae"]["H"] > GOAL_H_MEV:
         metrics["training"]["projection"] = project_hours_to_goal(
-            history, "H", GOAL_H_MEV, inherited.get("wall_seconds", 0) / 3600
+            history,
+            "H",
+            GOAL_H_MEV,
+            hours_before,
+            key=validation_mae_key(targets, "H"),
         )
     directory = ZOO / preset
     metadata = {

@@ -134,3 +134,12 @@ def recipe_record(preset: str) -> dict:
         "seed": SEED,
         "split": "dimenet (TFDS qm9), 110,000 / 10,000 / 10,831",
     }
+
+
+def validation_mae_key(targets, target: str) -> str:
+    """The history's column of `target`'s validation MAE.
+
+    Keras prefixes metrics with the output's name only when a model has several
+    outputs: ``val_H_mae`` for ``qm9``, ``val_mae`` for ``qm9_h``.
+    """
+    return f"val_{target}_mae" if len(targets) > 1 else "val_mae"

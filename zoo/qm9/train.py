@@ -50,6 +50,7 @@ from recipe import labels_of  # noqa: E402
 from recipe import load_splits  # noqa: E402
 from recipe import recipe_record  # noqa: E402
 from recipe import targets_of  # noqa: E402
+from recipe import validation_mae_key  # noqa: E402
 
 
 def train(args) -> None:
@@ -122,7 +123,7 @@ def train(args) -> None:
         epochs=epochs - inherited.get("keras_epochs", 0),
         validation_data=(val_x, val_y, val_w),
         max_hours=args.hours,
-        curve_metrics=["loss", "val_loss"] + [f"val_{t}_mae" for t in targets][:1],
+        curve_metrics=["loss", "val_loss", validation_mae_key(targets, targets[0])],
         verbose=args.verbose,
     )
     _add_compute(run_dir, time.time() - started)

@@ -33,8 +33,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "target; trained on real QM9 DFT geometries (dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "3cedd0488b29e8c678f53bdb93e46075070336a37c8eb309cd77639b8c4144dd",  # noqa: E501
-            "task.weights.h5": "c0043b3510b1dc734064a8c98451405eea5ecae88cfc6c3e36cdf3dc1f2cf2c2",  # noqa: E501
+            "model.weights.h5": "04b45fcaaec14deb06418b9e462c395d5de9c7160c350d9942d640446941f259",  # noqa: E501
+            "task.weights.h5": "16ebad13296a8f3d07f6484e1c951d17fd33a20e6e01e252fd7ba63f31cddf01",  # noqa: E501
         },
     },
     "weather_64": {
@@ -57,7 +57,7 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "Held-Suarez atmosphere (T85), not ERA5."
         ),
         "sha256": {
-            "model.weights.h5": "0b21899ee531778dde0e596f078f94f0731f46f9e5e14e223360978f3c5d624b",  # noqa: E501
+            "model.weights.h5": "e994a0349462830dfcb13b44909ef12164d94ab827d747205150c41c754f1fba",  # noqa: E501
         },
     },
 }

@@ -127,7 +127,11 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         f"decay planned over {recipe['planned_epochs']} passes; L1 on standardised "
         "labels; random rotations (O(3)) of every training molecule; seed "
         f"{recipe['seed']}."
-        + (" Starts from the `qm9` run's backbone." if spec.get("init_from") else ""),
+        + (
+            f" Starts from the `{spec['init_from']}` run's backbone and tails."
+            if spec.get("init_from")
+            else ""
+        ),
         "",
         "## Compute",
         f"- {training['steps']:,} steps ({training['passes_over_training_split']:.2f} "

@@ -4,7 +4,7 @@ Data: real QM9 (DFT geometries) from ``keras_sphere.data.qm9`` (the qm9pack whee
 extra ``[qm9]``), TFDS ``dimenet`` split 110,000 / 10,000 / 10,831. The model is a
 `QM9Regressor` (models.md section 1) at the widths below, trained with L1 on
 standardised labels; ``qm9`` predicts all 12 targets from one backbone, ``qm9_h``
-predicts H and starts from the ``qm9`` run's best backbone.
+predicts H and starts from the ``qm9`` run's best backbone and H tail.
 
     python zoo/qm9/train.py train --preset qm9 --hours 2      # resumes every time
     python zoo/qm9/train.py export --preset qm9               # test split, card
@@ -84,7 +84,7 @@ def train(args) -> None:
     if fresh_run and (ZOO / args.preset / "metrics.json").exists():
         _continue_shipped_preset(model, args.preset, run_dir)
     elif fresh_run and init_from:
-        _init_backbone(model, init_from)
+        _init_from(model, init_from)
     inherited = inherited_of(run_dir)
     train_x = inputs_of(splits["train"])
     batches = BudgetedBatches(
@@ -145,23 +145,29 @@ def _archive_other_label_model(run_dir: pathlib.Path) -> None:
         print(f"{run_dir} used another label model: moved to {archive}")
 
 
-def _init_backbone(model, preset: str) -> None:
-    """Start from the backbone of another preset's run (or its shipped preset)."""
+def _init_from(model, preset: str) -> None:
+    """Start from another preset's run (or its shipped preset): its backbone and
+    the tails of the targets both predict (labels are standardised alike, so a
+    copied tail predicts what it did there)."""
     from keras_sphere.training.loop import default_run_dir
 
     source = build_model(targets_of(preset), None, None)  # weights only
     best = default_run_dir(preset) / "best.weights.h5"
     if best.exists():
         source.load_weights(best)
-    elif (ZOO / preset / "model.weights.h5").exists():
-        source.backbone.load_weights(ZOO / preset / "model.weights.h5")
+    elif (ZOO / preset / "task.weights.h5").exists():
+        source.load_weights(ZOO / preset / "task.weights.h5")
     else:
         raise FileNotFoundError(
-            f"qm9_h starts from the {preset} backbone: train {preset} first "
-            f"(no {best} and no zoo/{preset}/model.weights.h5)."
+            f"qm9_h starts from the {preset} model: train {preset} first "
+            f"(no {best} and no zoo/{preset}/task.weights.h5)."
         )
     model.backbone.set_weights(source.backbone.get_weights())
-    print(f"backbone initialised from {preset}")
+    shared = [t for t in model.targets if t in source.targets]
+    for target in shared:
+        tail = f"tail_{target}"
+        model.get_layer(tail).set_weights(source.get_layer(tail).get_weights())
+    print(f"backbone and the tails of {shared} initialised from {preset}")
 
 
 def _continue_shipped_preset(model, preset: str, run_dir: pathlib.Path) -> None:

@@ -37,6 +37,18 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "task.weights.h5": "16ebad13296a8f3d07f6484e1c951d17fd33a20e6e01e252fd7ba63f31cddf01",  # noqa: E501
         },
     },
+    "qm9_h": {
+        "task": "QM9Regressor",
+        "description": (
+            "QM9 enthalpy H (atomization, 298 K) of molecules of H, C, N, O, F (up "
+            "to 29 atoms) from their 3D geometry: the qm9 preset's backbone and H "
+            "tail, fine-tuned on H alone (real QM9 DFT geometries, dimenet split)."
+        ),
+        "sha256": {
+            "model.weights.h5": "9afcb94c653b1ec1e9f035cee27da6110e234f71e80c692cdf1db60e6aa8d4b6",  # noqa: E501
+            "task.weights.h5": "bf26265807691040ef3762c90d99f4690cd548d003aeee6c019c98a935f4fc81",  # noqa: E501
+        },
+    },
     "weather_64": {
         "task": "WeatherForecaster",
         "description": (

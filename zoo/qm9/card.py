@@ -28,8 +28,8 @@ def _projection_lines(projection) -> list[str]:
     if projection["hours_to_goal"] is None:
         return [
             f"Projection: {fitted} does not fall (slope "
-            f"{projection['slope']}), so it gives no estimate of the hours still "
-            "needed.",
+            f"{projection['slope']:+.2f}), so it gives no estimate of the hours "
+            "still needed.",
             "",
         ]
     more = projection["hours_to_goal"] - projection["hours_so_far"]
@@ -195,8 +195,8 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         met = "met" if h <= GOAL_H_MEV else "not met yet"
         lines += [
             f"Goal H MAE <= {GOAL_H_MEV:g} meV: **{met}** ({h:.1f} meV). The learning "
-            "curve (`training_curves.png`) shows the validation loss still "
-            "falling; training continues in later sessions from the run directory.",
+            "curve is in `training_curves.png`; training continues in later "
+            "sessions from the run directory.",
             "",
         ]
         lines += _projection_lines(training.get("projection"))

@@ -101,3 +101,19 @@ def test_projection_extrapolates_the_recent_power_law(recipe_modules):
     flat = [dict(row, val_H_mae=0.01) for row in history]
     assert export.project_hours_to_goal(flat, "H", 25.0)["hours_to_goal"] is None
     assert export.project_hours_to_goal(history[:2], "H", 25.0)["slope"] is None
+
+
+def test_each_preset_has_its_schedule_and_the_card_describes_it(recipe_modules):
+    recipe, card = recipe_modules("qm9", "recipe", "card")
+    scratch, fine_tune = recipe.recipe_record("qm9"), recipe.recipe_record("qm9_h")
+    # qm9_h fine-tunes qm9: a lower peak, reached at once, decaying sooner.
+    assert fine_tune["peak_learning_rate"] < scratch["peak_learning_rate"]
+    assert fine_tune["warmup_steps"] == 0 < scratch["warmup_steps"]
+    assert fine_tune["planned_epochs"] < scratch["planned_epochs"]
+    assert card._schedule_text(scratch) == (
+        "linear warm-up over 1000 steps to 0.0003, cosine decay planned over 4 passes"
+    )
+    assert card._schedule_text(fine_tune) == (
+        "learning rate 5e-05 from the first step (no warm-up), cosine decay planned "
+        "over 0.3 passes"
+    )

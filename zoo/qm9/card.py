@@ -122,9 +122,9 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         "## Recipe",
         f"`python zoo/qm9/train.py train --preset {preset}` (resumes; run it again "
         f"to continue), then `python zoo/qm9/train.py export --preset {preset}`. "
-        f"Adam, batch {recipe['batch']}, linear warm-up over "
-        f"{recipe['warmup_steps']} steps to {recipe['peak_learning_rate']:g}, cosine "
-        f"decay planned over {recipe['planned_epochs']} passes; L1 on standardised "
+        f"Adam, batch {recipe['batch']}, "
+        + _schedule_text(recipe)
+        + "; L1 on standardised "
         "labels; random rotations (O(3)) of every training molecule; seed "
         f"{recipe['seed']}."
         + (
@@ -233,3 +233,14 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         "",
     ]
     (directory / "README.md").write_text("\n".join(lines))
+
+
+def _schedule_text(recipe: dict) -> str:
+    """The learning-rate schedule in words (a fine-tune has no warm-up)."""
+    peak = f"{recipe['peak_learning_rate']:g}"
+    warmup = (
+        f"linear warm-up over {recipe['warmup_steps']} steps to {peak}"
+        if recipe["warmup_steps"]
+        else f"learning rate {peak} from the first step (no warm-up)"
+    )
+    return f"{warmup}, cosine decay planned over {recipe['planned_epochs']:g} passes"

@@ -34,13 +34,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # the siblings
 from recipe import ATOM_REFERENCE  # noqa: E402
 from recipe import BATCH  # noqa: E402
 from recipe import INHERITED  # noqa: E402
-from recipe import PEAK_LEARNING_RATE  # noqa: E402
-from recipe import PLANNED_EPOCHS  # noqa: E402
 from recipe import PRESETS  # noqa: E402
 from recipe import SEED  # noqa: E402
 from recipe import STEPS_PER_EPOCH  # noqa: E402
 from recipe import VALIDATION_MOLECULES  # noqa: E402
-from recipe import WARMUP_STEPS  # noqa: E402
 from recipe import ZOO  # noqa: E402
 from recipe import build_model  # noqa: E402
 from recipe import inherited_of  # noqa: E402
@@ -71,11 +68,14 @@ def train(args) -> None:
     run_dir = pathlib.Path(args.run_dir or default_run_dir(args.preset))
     _archive_other_label_model(run_dir)
     n_train = len(train_y[targets[0]])
-    total_steps = PLANNED_EPOCHS * (n_train // BATCH)
+    schedule = PRESETS[args.preset]
+    total_steps = round(schedule["planned_epochs"] * (n_train // BATCH))
     epochs = total_steps // STEPS_PER_EPOCH
     model.compile(
         optimizer=keras.optimizers.Adam(
-            WarmupCosineDecay(PEAK_LEARNING_RATE, total_steps, WARMUP_STEPS)
+            WarmupCosineDecay(
+                schedule["peak_learning_rate"], total_steps, schedule["warmup_steps"]
+            )
         ),
         jit_compile=True,
     )

@@ -117,3 +117,11 @@ def test_each_preset_has_its_schedule_and_the_card_describes_it(recipe_modules):
         "learning rate 5e-05 from the first step (no warm-up), cosine decay planned "
         "over 0.3 passes"
     )
+
+
+def test_a_fine_tune_restarts_from_its_source_and_a_run_resumes(recipe, tmp_path):
+    # qm9_h ships too, but a new qm9_h run starts from qm9's current weights.
+    assert recipe.starting_point("qm9_h", tmp_path / "qm9_h") == "source"
+    assert recipe.starting_point("qm9", tmp_path / "qm9") == "shipped"
+    (tmp_path / "qm9_h" / "backup").mkdir(parents=True)
+    assert recipe.starting_point("qm9_h", tmp_path / "qm9_h") == "resume"

@@ -79,12 +79,11 @@ def train(args) -> None:
         ),
         jit_compile=True,
     )
-    fresh_run = not (run_dir / "backup").exists()
-    init_from = PRESETS[args.preset]["init_from"]
-    if fresh_run and (ZOO / args.preset / "metrics.json").exists():
+    start = starting_point(args.preset, run_dir)
+    if start == "source":
+        _init_from(model, PRESETS[args.preset]["init_from"])
+    elif start == "shipped":
         _continue_shipped_preset(model, args.preset, run_dir)
-    elif fresh_run and init_from:
-        _init_from(model, init_from)
     inherited = inherited_of(run_dir)
     train_x = inputs_of(splits["train"])
     batches = BudgetedBatches(
@@ -128,6 +127,23 @@ def train(args) -> None:
     )
     _add_compute(run_dir, time.time() - started)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
+
+
+def starting_point(preset: str, run_dir: pathlib.Path) -> str:
+    """Where a train call starts: "resume" (its run's back-up), "source" (a
+    fine-tune's source preset), "shipped" (the preset in zoo/, when the run
+    directory was lost) or "scratch".
+
+    A fine-tune restarts from its source's current weights rather than from what
+    it shipped, so that it follows a source that has trained further since.
+    """
+    if (run_dir / "backup").exists():
+        return "resume"
+    if PRESETS[preset]["init_from"]:
+        return "source"
+    if (ZOO / preset / "metrics.json").exists():
+        return "shipped"
+    return "scratch"
 
 
 def _archive_other_label_model(run_dir: pathlib.Path) -> None:

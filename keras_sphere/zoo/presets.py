@@ -33,8 +33,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "target; trained on real QM9 DFT geometries (dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "04b45fcaaec14deb06418b9e462c395d5de9c7160c350d9942d640446941f259",  # noqa: E501
-            "task.weights.h5": "16ebad13296a8f3d07f6484e1c951d17fd33a20e6e01e252fd7ba63f31cddf01",  # noqa: E501
+            "model.weights.h5": "ac8536cf11a9b0ebb13e37abf8f1580296c84484563f988577dadceb76f0ae56",  # noqa: E501
+            "task.weights.h5": "035958a6536196d73c501ae88d6aa3b049ce76ed710d5e0a8633895e21b53b8d",  # noqa: E501
         },
     },
     "qm9_h": {

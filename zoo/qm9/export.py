@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import time
 
 import numpy as np
@@ -144,6 +143,16 @@ def smiles_check(model, test, targets, predictions) -> dict:
         "mae_dft_geometry": mae_table(dft, labels, targets),
         "mae_rdkit_geometry": mae_table(rdkit, labels, targets),
     }
+
+
+def draw_learning_curve(history, targets, path) -> None:
+    """The card's learning curve: losses and the validation MAE of H (the goal's
+    target, in Hartree), against the epochs of the run directory."""
+    from keras_sphere.plotting import plot_learning_curves
+
+    plot_learning_curves(
+        history, path, ["loss", "val_loss", validation_mae_key(targets, "H")]
+    )
 
 
 def export(args) -> None:
@@ -282,7 +291,7 @@ def export(args) -> None:
         )
         + "\n"
     )
-    shutil.copy(run_dir / "learning_curve.png", directory / "training_curves.png")
+    draw_learning_curve(history, targets, directory / "training_curves.png")
     write_card(directory, preset, metrics, recipe, PRESETS[preset])
     stored = json.loads((directory / "metadata.json").read_text())
     print(json.dumps(stored["keras_sphere"]["sha256"], indent=2))

@@ -122,7 +122,7 @@ def train(args) -> None:
         epochs=epochs - inherited.get("keras_epochs", 0),
         validation_data=(val_x, val_y, val_w),
         max_hours=args.hours,
-        curve_metrics=["loss", "val_loss", validation_mae_key(targets, targets[0])],
+        curve_metrics=["loss", "val_loss", validation_mae_key(targets, "H")],
         verbose=args.verbose,
     )
     _add_compute(run_dir, time.time() - started)

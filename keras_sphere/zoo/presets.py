@@ -45,8 +45,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "tail, fine-tuned on H alone (real QM9 DFT geometries, dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "9afcb94c653b1ec1e9f035cee27da6110e234f71e80c692cdf1db60e6aa8d4b6",  # noqa: E501
-            "task.weights.h5": "bf26265807691040ef3762c90d99f4690cd548d003aeee6c019c98a935f4fc81",  # noqa: E501
+            "model.weights.h5": "81bc07a3ca356127b34773ac49c8e5df153ef8d16f0841224dc7396b8a7f60bc",  # noqa: E501
+            "task.weights.h5": "c81ddbdd57dd71c5620a6678c00a66a73f9e7b9cbd2bb03de2ff8ff45ce86339",  # noqa: E501
         },
     },
     "weather_64": {

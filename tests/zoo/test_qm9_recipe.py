@@ -103,6 +103,30 @@ def test_projection_extrapolates_the_recent_power_law(recipe_modules):
     assert export.project_hours_to_goal(history[:2], "H", 25.0)["slope"] is None
 
 
+def test_a_fine_tune_is_projected_through_its_source(recipe_modules):
+    export = recipe_modules("qm9", "export")
+    # Source: 100 meV after 4 h, MAE proportional to hours**-0.5. A fine-tune 20%
+    # below it (ratio 0.8) reaches 25 meV when the source reaches 31.25 meV:
+    # 4 * (100 / 31.25)**2 = 40.96 h, plus the fine-tune's own half hour.
+    source = {
+        "target": "H",
+        "goal": 25.0,
+        "fitted_epochs": 6,
+        "slope": -0.5,
+        "latest_validation_mae": 100.0,
+        "hours_so_far": 4.0,
+        "hours_to_goal": 64.0,
+    }
+    projection = export.project_fine_tune_hours(source, 100.0, 80.0, own_hours=0.5)
+    assert projection["ratio_to_source"] == pytest.approx(0.8)
+    assert projection["source_goal"] == pytest.approx(31.25)
+    assert projection["hours_to_goal"] == pytest.approx(40.96 + 0.5)
+    assert projection["hours_so_far"] == pytest.approx(4.5)
+    # A source whose curve does not fall gives no projection.
+    flat = dict(source, slope=0.01, hours_to_goal=None)
+    assert export.project_fine_tune_hours(flat, 100.0, 80.0, own_hours=0.5) is None
+
+
 def test_each_preset_has_its_schedule_and_the_card_describes_it(recipe_modules):
     recipe, card = recipe_modules("qm9", "recipe", "card")
     scratch, fine_tune = recipe.recipe_record("qm9"), recipe.recipe_record("qm9_h")

@@ -21,6 +21,21 @@ def _row(name, metrics, unit):
 def _projection_lines(projection) -> list[str]:
     if not projection:
         return []
+    if projection.get("method") == "through_source":
+        more = projection["hours_to_goal"] - projection["hours_so_far"]
+        return [
+            f"Projection: this fine-tune's own curve is too short to extrapolate, "
+            f"so it goes through its source's: its test {projection['target']} "
+            f"MAE is {projection['ratio_to_source']:.2f} times its source's, so it "
+            f"would reach {projection['goal']:g} meV once the source reaches "
+            f"{projection['source_goal']:.1f} meV, which the source's power law "
+            f"(slope {projection['slope']:.2f}, fitted to its last "
+            f"{projection['fitted_epochs']} epochs) puts at about "
+            f"{projection['hours_to_goal']:,.0f} h of training in all, "
+            f"{more:,.0f} h more. This assumes the ratio holds and the source's "
+            "recent rate of improvement goes on: read it as an order of magnitude.",
+            "",
+        ]
     fitted = (
         f"a power law (MAE proportional to hours^slope) fitted to the validation "
         f"{projection['target']} MAE of the last {projection['fitted_epochs']} epochs"

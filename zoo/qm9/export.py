@@ -20,6 +20,7 @@ from recipe import BATCH
 from recipe import PRESETS
 from recipe import ZOO
 from recipe import build_model
+from recipe import curve_metrics
 from recipe import inherited_of
 from recipe import inputs_of
 from recipe import label_model
@@ -117,6 +118,41 @@ def project_hours_to_goal(
     )
 
 
+def project_fine_tune_hours(
+    source_projection: dict, source_mae: float, own_mae: float, own_hours: float
+) -> dict | None:
+    """When a fine-tune of a source preset would reach the source's goal.
+
+    A fine-tune's own curve is a few epochs of fast first drop, too short and too
+    steep to extrapolate. It is projected through its source instead: the
+    fine-tune is taken to keep the ratio `own_mae / source_mae` (test MAEs, report
+    units) to whatever backbone it starts from, so it reaches the goal when the
+    source's power law reaches goal / ratio, plus the fine-tune's own hours.
+    `source_projection`: the source's ``project_hours_to_goal`` result. None when
+    the source has no falling fit.
+    """
+    slope = source_projection.get("slope")
+    if slope is None or slope >= -1e-3:
+        return None
+    ratio = own_mae / source_mae
+    source_goal = source_projection["goal"] / ratio
+    source_hours = source_projection["hours_so_far"] * (
+        source_goal / source_projection["latest_validation_mae"]
+    ) ** (1 / slope)
+    return {
+        "target": source_projection["target"],
+        "goal": source_projection["goal"],
+        "method": "through_source",
+        "ratio_to_source": ratio,
+        "source_goal": source_goal,
+        "slope": slope,
+        "fitted_epochs": source_projection["fitted_epochs"],
+        "hours_so_far": source_projection["hours_so_far"] + own_hours,
+        "hours_to_goal": max(source_hours, source_projection["hours_so_far"])
+        + own_hours,
+    }
+
+
 def smiles_check(model, test, targets, predictions) -> dict:
     """Extra error when test geometries come from RDKit (ETKDG + MMFF) not DFT."""
     from keras_sphere.data import qm9 as qm9_data
@@ -145,14 +181,19 @@ def smiles_check(model, test, targets, predictions) -> dict:
     }
 
 
+def source_metrics(init_from: str | None) -> dict | None:
+    """The shipped metrics.json of the preset a fine-tune starts from, if any."""
+    if init_from and (ZOO / init_from / "metrics.json").exists():
+        return json.loads((ZOO / init_from / "metrics.json").read_text())
+    return None
+
+
 def draw_learning_curve(history, targets, path) -> None:
     """The card's learning curve: losses and the validation MAE of H (the goal's
     target, in Hartree), against the epochs of the run directory."""
     from keras_sphere.plotting import plot_learning_curves
 
-    plot_learning_curves(
-        history, path, ["loss", "val_loss", validation_mae_key(targets, "H")]
-    )
+    plot_learning_curves(history, path, curve_metrics(targets))
 
 
 def export(args) -> None:
@@ -229,9 +270,9 @@ def export(args) -> None:
     }
     hours_before = inherited.get("wall_seconds", 0) / 3600
     init_from = PRESETS[preset]["init_from"]
-    if init_from and (ZOO / init_from / "metrics.json").exists():
+    source = source_metrics(init_from)
+    if source:
         # The backbone it started from took the source preset's hours to train.
-        source = json.loads((ZOO / init_from / "metrics.json").read_text())
         backbone_hours = float(source["training"]["wall_hours"])
         metrics["training"]["backbone_from"] = {
             "preset": init_from,
@@ -239,13 +280,21 @@ def export(args) -> None:
         }
         hours_before += backbone_hours
     if "H" in targets and metrics["mae"]["H"] > GOAL_H_MEV:
-        metrics["training"]["projection"] = project_hours_to_goal(
-            history,
-            "H",
-            GOAL_H_MEV,
-            hours_before,
-            key=validation_mae_key(targets, "H"),
-        )
+        if source and source["training"].get("projection"):
+            metrics["training"]["projection"] = project_fine_tune_hours(
+                source["training"]["projection"],
+                source["mae"]["H"],
+                metrics["mae"]["H"],
+                own_hours=metrics["training"]["wall_hours"],
+            )
+        else:
+            metrics["training"]["projection"] = project_hours_to_goal(
+                history,
+                "H",
+                GOAL_H_MEV,
+                hours_before,
+                key=validation_mae_key(targets, "H"),
+            )
     directory = ZOO / preset
     metadata = {
         "task": "QM9Regressor",

@@ -158,3 +158,10 @@ def validation_mae_key(targets, target: str) -> str:
     outputs: ``val_H_mae`` for ``qm9``, ``val_mae`` for ``qm9_h``.
     """
     return f"val_{target}_mae" if len(targets) > 1 else "val_mae"
+
+
+def curve_metrics(targets) -> list[str]:
+    """The history columns a learning curve shows: the losses and the validation
+    MAE of H, the goal's target (in Hartree). One list for the run directory's
+    live plot and the card's redrawn one."""
+    return ["loss", "val_loss", validation_mae_key(targets, "H")]

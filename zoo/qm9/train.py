@@ -40,6 +40,7 @@ from recipe import STEPS_PER_EPOCH  # noqa: E402
 from recipe import VALIDATION_MOLECULES  # noqa: E402
 from recipe import ZOO  # noqa: E402
 from recipe import build_model  # noqa: E402
+from recipe import curve_metrics  # noqa: E402
 from recipe import inherited_of  # noqa: E402
 from recipe import inputs_of  # noqa: E402
 from recipe import label_model  # noqa: E402
@@ -47,7 +48,6 @@ from recipe import labels_of  # noqa: E402
 from recipe import load_splits  # noqa: E402
 from recipe import recipe_record  # noqa: E402
 from recipe import targets_of  # noqa: E402
-from recipe import validation_mae_key  # noqa: E402
 
 
 def train(args) -> None:
@@ -122,7 +122,7 @@ def train(args) -> None:
         epochs=epochs - inherited.get("keras_epochs", 0),
         validation_data=(val_x, val_y, val_w),
         max_hours=args.hours,
-        curve_metrics=["loss", "val_loss", validation_mae_key(targets, "H")],
+        curve_metrics=curve_metrics(targets),
         verbose=args.verbose,
     )
     _add_compute(run_dir, time.time() - started)

@@ -33,8 +33,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "target; trained on real QM9 DFT geometries (dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "ac8536cf11a9b0ebb13e37abf8f1580296c84484563f988577dadceb76f0ae56",  # noqa: E501
-            "task.weights.h5": "035958a6536196d73c501ae88d6aa3b049ce76ed710d5e0a8633895e21b53b8d",  # noqa: E501
+            "model.weights.h5": "e27eb6f2d108c98145ccac23700296677b78e729ddb9102114985a29b229381c",  # noqa: E501
+            "task.weights.h5": "ab403d1837f059629ebac0a137e23f485f76f26a6bd535b13409c58146c213eb",  # noqa: E501
         },
     },
     "qm9_h": {

@@ -55,8 +55,9 @@ def _projection_lines(projection) -> list[str]:
         f"{projection['goal']:g} meV after about "
         f"{projection['hours_to_goal']:,.0f} h of training on this machine, "
         f"{more:,.0f} h more. This assumes the recent rate of improvement goes "
-        "on; the cosine learning-rate decay and the half-width model may not "
-        "allow it, so read it as an order of magnitude.",
+        "on; it may not: the cosine schedule's falling learning rate speeds the "
+        "fall for a while (and steepens the fit), and the half-width model may "
+        "level off, so read it as an order of magnitude.",
         "",
     ]
 

@@ -45,8 +45,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "tail, fine-tuned on H alone (real QM9 DFT geometries, dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "81bc07a3ca356127b34773ac49c8e5df153ef8d16f0841224dc7396b8a7f60bc",  # noqa: E501
-            "task.weights.h5": "c81ddbdd57dd71c5620a6678c00a66a73f9e7b9cbd2bb03de2ff8ff45ce86339",  # noqa: E501
+            "model.weights.h5": "8de4d388b83a4edac8d39b35438feabed4af2c32752ddaa1307ac3eae8d9e856",  # noqa: E501
+            "task.weights.h5": "363a18f60415e26869ef3d9750fd87012a203fed5f91a097a4628a0ebb857d58",  # noqa: E501
         },
     },
     "weather_64": {

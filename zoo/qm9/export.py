@@ -82,6 +82,16 @@ def rotation_check(model, test_x, targets, seed=0) -> dict[str, float]:
     }
 
 
+# A power law flatter than this (0.07% per doubling of the hours) gives no estimate.
+FLATTEST_SLOPE = -1e-3
+
+
+def hours_at(mae: float, slope: float, anchor_hours: float, anchor_mae: float) -> float:
+    """Hours at which the power law MAE ∝ hours**slope through the point
+    (`anchor_hours`, `anchor_mae`) reaches `mae` (same units as `anchor_mae`)."""
+    return float(anchor_hours * (mae / anchor_mae) ** (1.0 / slope))
+
+
 def project_hours_to_goal(
     history, target: str, goal: float, inherited_hours: float = 0.0, key=None
 ) -> dict:
@@ -107,8 +117,8 @@ def project_hours_to_goal(
     log_mae = np.log([float(to_report_units(target, m)) for _, m in points])
     slope, intercept = np.polyfit(log_hours, log_mae, 1)
     reach = None
-    if slope < -1e-3:  # flatter than 0.07% per doubling of the hours: no estimate
-        reach = float(np.exp((np.log(goal) - intercept) / slope))
+    if slope < FLATTEST_SLOPE:
+        reach = hours_at(goal, slope, anchor_hours=1.0, anchor_mae=np.exp(intercept))
     return dict(
         projection,
         slope=float(slope),
@@ -132,13 +142,16 @@ def project_fine_tune_hours(
     the source has no falling fit.
     """
     slope = source_projection.get("slope")
-    if slope is None or slope >= -1e-3:
+    if slope is None or slope >= FLATTEST_SLOPE:
         return None
     ratio = own_mae / source_mae
     source_goal = source_projection["goal"] / ratio
-    source_hours = source_projection["hours_so_far"] * (
-        source_goal / source_projection["latest_validation_mae"]
-    ) ** (1 / slope)
+    source_hours = hours_at(
+        source_goal,
+        slope,
+        anchor_hours=source_projection["hours_so_far"],
+        anchor_mae=source_projection["latest_validation_mae"],
+    )
     return {
         "target": source_projection["target"],
         "goal": source_projection["goal"],

@@ -33,8 +33,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "target; trained on real QM9 DFT geometries (dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "e27eb6f2d108c98145ccac23700296677b78e729ddb9102114985a29b229381c",  # noqa: E501
-            "task.weights.h5": "ab403d1837f059629ebac0a137e23f485f76f26a6bd535b13409c58146c213eb",  # noqa: E501
+            "model.weights.h5": "46d3dae830acb40e5e1de8c550ceb1e9dc7423c67701916c8d395962995d3c19",  # noqa: E501
+            "task.weights.h5": "dadc76e0724134a49752aa38baac263a62bf4e1738f08b909401bae33cf9d66f",  # noqa: E501
         },
     },
     "qm9_h": {

@@ -20,6 +20,7 @@ import numpy as np
 from keras_sphere.zoo.weather_recipe import VARIABLES
 from keras_sphere.zoo.weather_recipe import WeatherRecipe
 from keras_sphere.zoo.weather_recipe import build_model
+from keras_sphere.zoo.weather_recipe import data_path
 from keras_sphere.zoo.weather_recipe import splits_and_statistics
 
 __all__ = [
@@ -301,6 +302,10 @@ def export_weather_preset(
         "test_forecasts": int(forecasts.sizes["time"]),
         "compute_hours": compute["wall_seconds"] / 3600,
         "simulation_hours": simulation_hours(run_dir),
+        # Where the simulation started (a restart names its source run's days).
+        "initial_condition": xarray.open_zarr(data_path(run_dir, recipe)).attrs[
+            "initial_condition"
+        ],
         "parameters": int(model.count_params()),
         "training": {
             "epochs": epochs,

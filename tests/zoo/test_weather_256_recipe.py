@@ -77,6 +77,8 @@ def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
         "# weather_256: pretrained on simulated Held-Suarez dynamics, not ERA5"
     )
     assert "Degrees above 21 carry no signal" in card
+    # The start is described from the data's provenance, days included.
+    assert "started from\n  the state of a Held-Suarez run at T10 with 4 sigma" in card
     assert "better than weather_64 at every lead" in card
 
     import keras_sphere

@@ -69,9 +69,8 @@ forecast = weather.forecast(model, states.isel(time=[0]), lead_time="5D")
 - Simulated by `zoo/weather_256/train.py simulate` with dinosaur-dycore
   (`keras_sphere.data.weather.simulate_held_suarez`) at T{recipe.truncation} (a
   128 x 256 Gaussian grid) with {recipe.sigma_levels} sigma levels and
-  {recipe.time_step_minutes}-minute steps, started from the `weather_64` run's
-  T42 state after 930 simulated days (moved exactly to T{recipe.truncation} and
-  {recipe.sigma_levels} layers), {recipe.spinup_days:g} days of spin-up, then
+  {recipe.time_step_minutes}-minute steps, started from
+  {metrics["initial_condition"]}; {recipe.spinup_days:g} days of spin-up, then
   6-hourly states interpolated to pressure levels and resampled exactly onto the
   {recipe.grid_size} x {recipe.grid_size} grid (`open_wb2`, `lmax` =
   {recipe.truncation}). **Degrees above {recipe.truncation} carry no signal in

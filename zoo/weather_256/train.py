@@ -2,8 +2,9 @@
 
 Data: a dry Held-Suarez atmosphere simulated with dinosaur-dycore at T85 (a 128 x
 256 Gaussian grid) with 12 sigma levels and 15-minute steps, started from the
-``weather_64`` run's T42 state after 930 simulated days (moved exactly to T85 and to
-12 layers, `simulate_held_suarez(start_from=...)`), so that 30 days of spin-up
+``weather_64`` run's latest T42 state (moved exactly to T85 and to 12 layers,
+`simulate_held_suarez(start_from=...)`; the card names its simulated days, read
+from the data's ``initial_condition``), so that 30 days of spin-up
 develop the new small scales; then 6-hourly states on 250, 500, 700 and 850 hPa,
 put exactly on the 256 x 256 model grid (L = 127) by `open_wb2` with ``lmax=85``:
 degrees 86 to 127 are zero in these data. Splits are whole blocks of simulated

@@ -13,15 +13,20 @@ trains for hours in the background needs:
   and the next call continues from there;
 - the history of every epoch in ``run_dir/history.csv`` (appended across restarts)
   and the learning curve ``run_dir/learning_curve.png`` redrawn after each epoch;
+- the wall seconds spent, summed over calls in ``run_dir/compute.json`` and
+  brought up to date at every epoch end, so a killed call loses at most one epoch
+  of them (read them with `compute_seconds`);
 - Keras' progress bar (``verbose=1``) or one line per epoch (``verbose=2``).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import pathlib
+import platform
 import time
 
 import keras
@@ -31,11 +36,12 @@ from keras_sphere._cache import home_cache_root
 from keras_sphere.training.checkpoints import ResumableBatches
 from keras_sphere.training.checkpoints import _FollowEpoch
 
-__all__ = ["default_run_dir", "fit_run", "read_history"]
+__all__ = ["compute_seconds", "default_run_dir", "fit_run", "read_history"]
 
 BEST_WEIGHTS = "best.weights.h5"
 HISTORY = "history.csv"
 CURVE = "learning_curve.png"
+COMPUTE = "compute.json"
 
 
 def default_run_dir(name: str) -> pathlib.Path:
@@ -108,6 +114,35 @@ class _History(keras.callbacks.Callback):
         plot_learning_curves(rows, self.curve_path, self.curve_metrics)
 
 
+class _Compute(keras.callbacks.Callback):
+    """Adds the wall seconds since the last mark to ``compute.json``.
+
+    At each epoch end, and (`add_remainder`) when the call ends.
+    """
+
+    def __init__(self, run_dir: pathlib.Path, started: float):
+        super().__init__()
+        self.path = run_dir / COMPUTE
+        self.mark = started
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.add_remainder()
+
+    def add_remainder(self) -> None:
+        now = time.time()
+        compute = {"wall_seconds": compute_seconds(self.path.parent)}
+        compute["wall_seconds"] += now - self.mark
+        compute["machine"] = f"{platform.processor() or platform.machine()}, CPU"
+        self.path.write_text(json.dumps(compute, indent=2))
+        self.mark = now
+
+
+def compute_seconds(run_dir: str | os.PathLike) -> float:
+    """The wall seconds `fit_run` calls in `run_dir` have spent (0 for none)."""
+    path = pathlib.Path(run_dir) / COMPUTE
+    return json.loads(path.read_text())["wall_seconds"] if path.exists() else 0.0
+
+
 def _finite_logs(logs) -> bool:
     return all(math.isfinite(float(v)) for v in (logs or {}).values())
 
@@ -134,6 +169,7 @@ def fit_run(
     curve_metrics=("loss", "val_loss"),
     callbacks=(),
     verbose: int | str = 1,
+    started: float | None = None,
 ) -> dict:
     """Fit `model` on `batches` in `run_dir`, resuming whatever ran there before.
 
@@ -150,6 +186,8 @@ def fit_run(
         curve_metrics: logs drawn in the learning curve.
         callbacks: more callbacks.
         verbose: as `keras.Model.fit`.
+        started: `time.time()` when the caller began this call's work (loading
+            data, building the model), counted in ``compute.json``; None for now.
 
     Returns:
         dict with "history" (this call's `History.history`), "finished" (all
@@ -161,6 +199,7 @@ def fit_run(
     """
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    compute = _Compute(run_dir, time.time() if started is None else started)
     model._stopped_on_nan = False
     # The back-up of `resumable_callbacks`, guarded against NaN epochs and kept
     # when fit ends (a later call with more epochs continues from it).
@@ -179,6 +218,7 @@ def fit_run(
         backup,
         _FollowEpoch(batches),
         _History(run_dir, curve_metrics),
+        compute,
         stop_after,
         *callbacks,
     ]
@@ -194,14 +234,17 @@ def fit_run(
                 initial_value_threshold=_best_so_far(run_dir / HISTORY, monitor, mode),
             ),
         )
-    history = model.fit(
-        batches,
-        epochs=epochs,
-        validation_data=validation_data,
-        shuffle=False,
-        callbacks=all_callbacks,
-        verbose=verbose,
-    )
+    try:
+        history = model.fit(
+            batches,
+            epochs=epochs,
+            validation_data=validation_data,
+            shuffle=False,
+            callbacks=all_callbacks,
+            verbose=verbose,
+        )
+    finally:
+        compute.add_remainder()
     if model._stopped_on_nan:
         raise FloatingPointError(
             f"The training loss became NaN or infinite; training stopped. The last "

@@ -47,18 +47,25 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
                                         / (total_steps - warmup_steps), 0, 1))) / 2
 
     so lr(0) = 0, lr(warmup_steps) = peak, lr(total_steps) = 0 and lr stays 0 after
-    total_steps. Unlike `keras.optimizers.schedules.CosineDecay` (warm-up from an
-    initial rate to `warmup_target`, decay over `decay_steps` after the warm-up),
-    the warm-up starts at 0, `total_steps` counts the warm-up, and the peak scales
-    with the global batch size, as in the reference recipe (module docstring).
+    total_steps, unless `restarts` follow: each (steps, scale) is a further cosine
+    from scale * peak to 0 over `steps` steps, without warm-up (warm restarts, as
+    in SGDR and Keras' `CosineDecayRestarts`): a run whose schedule has ended
+    trains on with its optimizer state, and a run from scratch with the same
+    restarts reproduces it. `end_step` is where the last cycle ends.
+
+    Unlike `keras.optimizers.schedules.CosineDecay` (warm-up from an initial rate
+    to `warmup_target`, decay over `decay_steps` after the warm-up), the warm-up
+    starts at 0, `total_steps` counts the warm-up, and the peak scales with the
+    global batch size, as in the reference recipe (module docstring).
 
     Args:
         base_learning_rate: peak rate at `reference_batch_size`, > 0.
-        total_steps: optimizer steps of the whole run, warm-up included, >= 1.
+        total_steps: optimizer steps of the first cycle, warm-up included, >= 1.
         warmup_steps: steps of linear warm-up, 0 <= warmup_steps <= total_steps.
         global_batch_size: batch size summed over all devices, or None.
         reference_batch_size: batch size `base_learning_rate` was tuned for, or
             None; give both batch sizes or neither.
+        restarts: further cycles after total_steps, each (steps >= 1, scale > 0).
         name: name of the schedule.
 
     Call arguments:
@@ -69,7 +76,8 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     Raises:
         ValueError: for a non-positive rate, total_steps < 1, warmup_steps outside
-            [0, total_steps], or only one of the two batch sizes.
+            [0, total_steps], only one of the two batch sizes, or a restart
+            with steps < 1 or scale <= 0.
 
     Example:
         >>> schedule = WarmupCosineDecay(
@@ -86,6 +94,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps: int = 0,
         global_batch_size: int | None = None,
         reference_batch_size: int | None = None,
+        restarts: tuple[tuple[int, float], ...] = (),
         name: str = "warmup_cosine_decay",
     ):
         super().__init__()
@@ -118,6 +127,12 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.base_learning_rate = base_learning_rate
         self.total_steps = int(total_steps)
         self.warmup_steps = int(warmup_steps)
+        self.restarts = tuple((int(steps), float(scale)) for steps, scale in restarts)
+        if any(steps < 1 or not scale > 0.0 for steps, scale in self.restarts):
+            raise ValueError(
+                "Each restart is (steps >= 1, scale > 0). Received: "
+                f"restarts={restarts}"
+            )
         self.global_batch_size = (
             None if global_batch_size is None else int(global_batch_size)
         )
@@ -134,6 +149,11 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         return (
             self.base_learning_rate * self.global_batch_size / self.reference_batch_size
         )
+
+    @property
+    def end_step(self) -> int:
+        """The step where the last cycle (the first, or the last restart) ends."""
+        return self.total_steps + sum(steps for steps, _ in self.restarts)
 
     @classmethod
     def from_epochs(
@@ -175,9 +195,17 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         else:
             warmup = keras.ops.ones_like(step)
         decay_steps = max(self.total_steps - self.warmup_steps, 1)
-        progress = keras.ops.clip((step - self.warmup_steps) / decay_steps, 0.0, 1.0)
-        cosine = 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
-        return self.peak_learning_rate * warmup * cosine
+        progress = (step - self.warmup_steps) / decay_steps
+        rate = self.peak_learning_rate * warmup * _half_cosine(progress)
+        start = self.total_steps
+        for steps, scale in self.restarts:
+            progress = (step - start) / steps
+            inside = keras.ops.logical_and(progress >= 0.0, progress < 1.0)
+            rate = keras.ops.where(
+                inside, self.peak_learning_rate * scale * _half_cosine(progress), rate
+            )
+            start += steps
+        return rate
 
     def get_config(self):
         return {
@@ -186,8 +214,14 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "global_batch_size": self.global_batch_size,
             "reference_batch_size": self.reference_batch_size,
+            "restarts": [list(restart) for restart in self.restarts],
             "name": self.name,
         }
+
+
+def _half_cosine(progress):
+    """(1 + cos(pi * progress)) / 2 for progress clipped to [0, 1]: 1 -> 0."""
+    return 0.5 * (1.0 + keras.ops.cos(math.pi * keras.ops.clip(progress, 0.0, 1.0)))
 
 
 def qm9_reference_schedule(

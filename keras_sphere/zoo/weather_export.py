@@ -278,6 +278,7 @@ def export_weather_preset(
 
     import keras_sphere
     from keras_sphere import weather
+    from keras_sphere.training.loop import compute_seconds
     from keras_sphere.training.loop import read_history
 
     splits, stats = splits_and_statistics(run_dir, recipe)
@@ -293,14 +294,13 @@ def export_weather_preset(
         other = weather.evaluate(baseline(initial, recipe.lead_steps), test)
         other = other.sel(forecast=["model"]).assign_coords(forecast=[name])
         scores = xarray.concat([scores, other], dim="forecast")
-    compute = json.loads((run_dir / "compute.json").read_text())
     history = read_history(run_dir / "history.csv")
     epochs = int(history[-1]["epoch"])
     steps = epochs * recipe.steps_per_epoch
     metrics = {
         "rmse": headline(scores, recipe),
         "test_forecasts": int(forecasts.sizes["time"]),
-        "compute_hours": compute["wall_seconds"] / 3600,
+        "compute_hours": compute_seconds(run_dir) / 3600,
         "simulation_hours": simulation_hours(run_dir),
         # Where the simulation started (a restart names its source run's days).
         "initial_condition": xarray.open_zarr(data_path(run_dir, recipe)).attrs[

@@ -287,6 +287,7 @@ def train(
     from keras_sphere.training import set_seed
     from keras_sphere.training.loop import fit_run
 
+    started = time.time()  # compute.json counts loading and building too
     set_seed(recipe.seed)
     splits, stats = splits_and_statistics(run_dir, recipe)
     # A resumed run restores its weights from the back-up: only a new run needs
@@ -312,7 +313,6 @@ def train(
     (run_dir / "recipe.json").write_text(
         json.dumps(dataclasses.asdict(recipe), indent=2)
     )
-    started = time.time()
     result = fit_run(
         model,
         batches,
@@ -321,11 +321,8 @@ def train(
         validation_data=validation,
         max_hours=hours,
         verbose=verbose,
+        started=started,
     )
-    compute = run_dir / "compute.json"
-    spent = json.loads(compute.read_text()) if compute.exists() else {"wall_seconds": 0}
-    spent["wall_seconds"] += time.time() - started
-    compute.write_text(json.dumps(spent, indent=2))
     return result
 
 

@@ -1,3 +1,5 @@
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from keras_sphere.training import BudgetedBatches
 from keras_sphere.training import ResumableBatches
 from keras_sphere.training import default_run_dir
 from keras_sphere.training import fit_run
+from keras_sphere.training.loop import compute_seconds
 from keras_sphere.training.loop import read_history
 
 
@@ -58,6 +61,28 @@ def test_best_weights_and_wall_budget(tmp_path):
     )
     assert result["stopped_for_time"] and not result["finished"]
     assert result["best_weights"] and len(result["history"]["loss"]) == 1
+
+
+def test_compute_seconds_are_counted_at_every_epoch_end_and_across_calls(tmp_path):
+    # Counted at each epoch end (a killed call loses at most one epoch of them),
+    # from when the caller began (loading, building), and summed over calls.
+    x, y = data()
+    seen = []
+
+    class Look(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(compute_seconds(tmp_path))
+
+    assert compute_seconds(tmp_path) == 0.0
+    started = time.time() - 100.0
+    fit_run(
+        small_model(), batches(x, y), tmp_path, epochs=2, callbacks=[Look()],
+        verbose=0, started=started,
+    )  # fmt: skip
+    first = compute_seconds(tmp_path)
+    assert 100.0 < seen[0] < seen[1] <= first <= time.time() - started
+    fit_run(small_model(), batches(x, y), tmp_path, epochs=3, verbose=0)
+    assert first < compute_seconds(tmp_path) < time.time() - started
 
 
 def test_nan_loss_stops_and_keeps_last_good_backup(tmp_path):

@@ -79,7 +79,7 @@ def test_qm9_reference_schedule():
 def test_config_round_trip_and_registration():
     schedule = WarmupCosineDecay(
         1e-3, total_steps=500, warmup_steps=50, global_batch_size=64,
-        reference_batch_size=32, name="lr",
+        reference_batch_size=32, restarts=((100, 0.5),), name="lr",
     )  # fmt: skip
     config = schedule.get_config()
     restored = WarmupCosineDecay.from_config(config)
@@ -94,8 +94,32 @@ def test_config_round_trip_and_registration():
     assert serialized["registered_name"] == "keras_sphere>WarmupCosineDecay"
     assert serialized["config"] == config
     rebuilt_schedule = keras.optimizers.schedules.deserialize(serialized)
-    for step in (0, 25, 50, 300, 500):
+    for step in (0, 25, 50, 300, 500, 550, 700):
         assert rate(rebuilt_schedule, step) == rate(schedule, step)
+
+
+def test_warm_restarts_follow_the_first_cycle():
+    # A first cycle of 110 steps (10 warm-up), then cycles of 40 steps at half the
+    # peak and 20 at a quarter, each without warm-up; 0 after the last.
+    schedule = WarmupCosineDecay(
+        0.1, total_steps=110, warmup_steps=10, restarts=((40, 0.5), (20, 0.25))
+    )
+    assert schedule.end_step == 170
+    first = WarmupCosineDecay(0.1, total_steps=110, warmup_steps=10)
+    for step in (0, 5, 10, 60, 109):
+        assert rate(schedule, step) == pytest.approx(rate(first, step), abs=1e-9)
+    assert rate(schedule, 110) == pytest.approx(0.05, rel=1e-6)
+    assert rate(schedule, 120) == pytest.approx(
+        0.025 * (1 + math.cos(math.pi / 4)), rel=1e-5
+    )
+    assert rate(schedule, 130) == pytest.approx(0.025, rel=1e-5)
+    assert rate(schedule, 150) == pytest.approx(0.025, rel=1e-6)
+    assert rate(schedule, 160) == pytest.approx(0.0125, rel=1e-5)
+    assert rate(schedule, 169) == pytest.approx(
+        0.0125 * (1 + math.cos(math.pi * 19 / 20)), rel=1e-4
+    )
+    for step in (170, 500):
+        assert rate(schedule, step) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_drives_an_optimizer_inside_fit():
@@ -125,6 +149,8 @@ def test_drives_an_optimizer_inside_fit():
             {"global_batch_size": 0, "reference_batch_size": 32},
             "Batch sizes must be >= 1",
         ),
+        ({"restarts": ((0, 0.5),)}, r"Each restart is \(steps >= 1, scale > 0\)"),
+        ({"restarts": ((10, 0.0),)}, r"Each restart is \(steps >= 1, scale > 0\)"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -259,4 +259,12 @@ def _schedule_text(recipe: dict) -> str:
         if recipe["warmup_steps"]
         else f"learning rate {peak} from the first step (no warm-up)"
     )
-    return f"{warmup}, cosine decay planned over {recipe['planned_epochs']:g} passes"
+    restarts = "".join(
+        f", then a warm restart at {scale:g} of the peak with cosine decay over "
+        f"{passes:g} passes"
+        for passes, scale in recipe.get("restarts", ())
+    )
+    return (
+        f"{warmup}, cosine decay planned over {recipe['planned_epochs']:g} passes"
+        f"{restarts}"
+    )

@@ -210,6 +210,7 @@ def draw_learning_curve(history, targets, path) -> None:
 
 
 def export(args) -> None:
+    from keras_sphere.training.loop import compute_seconds
     from keras_sphere.training.loop import default_run_dir
     from keras_sphere.training.loop import read_history
     from keras_sphere.zoo import save_preset
@@ -268,12 +269,9 @@ def export(args) -> None:
         "keras_epochs": keras_epochs,
         "steps": steps,
         "passes_over_training_split": steps * BATCH / len(train_y[targets[0]]),
-        # compute.json is written when a train call ends; the history's per-epoch
-        # seconds also count a run that is still going.
-        "wall_hours": (
-            max(compute.get("wall_seconds", 0), sum(r["seconds"] for r in history))
-            + inherited.get("wall_seconds", 0)
-        )
+        # compute.json is brought up to date at every epoch end, so this also
+        # counts a run that is still going.
+        "wall_hours": (compute_seconds(run_dir) + inherited.get("wall_seconds", 0))
         / 3600,
         "cpu_cores": 2,
         "machine": compute.get("machine", "CPU"),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import platform
 import shutil
 import sys
 import time
@@ -45,6 +44,7 @@ from recipe import inherited_of  # noqa: E402
 from recipe import inputs_of  # noqa: E402
 from recipe import label_model  # noqa: E402
 from recipe import labels_of  # noqa: E402
+from recipe import learning_rate_schedule  # noqa: E402
 from recipe import load_splits  # noqa: E402
 from recipe import recipe_record  # noqa: E402
 from recipe import targets_of  # noqa: E402
@@ -55,11 +55,11 @@ def train(args) -> None:
 
     from keras_sphere.models.qm9 import budget_layout
     from keras_sphere.training import BudgetedBatches
-    from keras_sphere.training import WarmupCosineDecay
     from keras_sphere.training import set_seed
     from keras_sphere.training.loop import default_run_dir
     from keras_sphere.training.loop import fit_run
 
+    started = time.time()  # compute.json counts loading and building too
     set_seed(SEED)
     targets = targets_of(args.preset)
     splits = load_splits(("train", "validation"))
@@ -68,17 +68,9 @@ def train(args) -> None:
     run_dir = pathlib.Path(args.run_dir or default_run_dir(args.preset))
     _archive_other_label_model(run_dir)
     n_train = len(train_y[targets[0]])
-    schedule = PRESETS[args.preset]
-    total_steps = round(schedule["planned_epochs"] * (n_train // BATCH))
-    epochs = total_steps // STEPS_PER_EPOCH
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            WarmupCosineDecay(
-                schedule["peak_learning_rate"], total_steps, schedule["warmup_steps"]
-            )
-        ),
-        jit_compile=True,
-    )
+    schedule = learning_rate_schedule(args.preset, n_train // BATCH)
+    epochs = schedule.end_step // STEPS_PER_EPOCH
+    model.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=True)
     start = starting_point(args.preset, run_dir)
     if start == "source":
         _init_from(model, PRESETS[args.preset]["init_from"])
@@ -114,7 +106,6 @@ def train(args) -> None:
     (run_dir / "recipe.json").write_text(
         json.dumps(recipe_record(args.preset), indent=2)
     )
-    started = time.time()
     result = fit_run(
         model,
         batches,
@@ -124,8 +115,8 @@ def train(args) -> None:
         max_hours=args.hours,
         curve_metrics=curve_metrics(targets),
         verbose=args.verbose,
+        started=started,
     )
-    _add_compute(run_dir, time.time() - started)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
 
 
@@ -208,14 +199,6 @@ def _continue_shipped_preset(model, preset: str, run_dir: pathlib.Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / INHERITED).write_text(json.dumps(inherited, indent=2))
     print(f"continuing zoo/{preset}: {inherited['steps']} steps done before")
-
-
-def _add_compute(run_dir: pathlib.Path, seconds: float) -> None:
-    path = run_dir / "compute.json"
-    compute = json.loads(path.read_text()) if path.exists() else {"wall_seconds": 0}
-    compute["wall_seconds"] += seconds
-    compute["machine"] = f"{platform.processor() or platform.machine()}, CPU"
-    path.write_text(json.dumps(compute, indent=2))
 
 
 def main(argv=None) -> None:

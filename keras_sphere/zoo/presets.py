@@ -33,8 +33,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "target; trained on real QM9 DFT geometries (dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "46d3dae830acb40e5e1de8c550ceb1e9dc7423c67701916c8d395962995d3c19",  # noqa: E501
-            "task.weights.h5": "dadc76e0724134a49752aa38baac263a62bf4e1738f08b909401bae33cf9d66f",  # noqa: E501
+            "model.weights.h5": "e2691456fe7207547800a8544861c7e4e06f2639e35747774386ae185c20106c",  # noqa: E501
+            "task.weights.h5": "fab143754ba94e6e12b082b45a1c483c29c4e85dd488be1e6f7950176a4031d7",  # noqa: E501
         },
     },
     "qm9_h": {

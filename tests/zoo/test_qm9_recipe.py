@@ -85,18 +85,27 @@ def test_projection_extrapolates_the_recent_power_law(recipe_modules):
 
     export = recipe_modules("qm9", "export")
     to_hartree = 1 / TARGETS["H"]["report_scale"]
-    # Validation H MAE = 400 meV * hours**-0.5 over ten half-hour epochs after
-    # 1 inherited hour: 25 meV is reached at (400 / 25)**2 = 256 hours.
-    hours = 1 + 0.5 * np.arange(1, 11)
+    # Validation H MAE = 400 meV * hours**-0.5 over the last ten of twenty
+    # half-hour epochs after 1 inherited hour (the first ten fall faster, and are
+    # not fitted): 25 meV is reached at (400 / 25)**2 = 256 hours.
+    hours = 1 + 0.5 * np.arange(1, 21)
     history = [
-        {"seconds": 1800.0, "val_H_mae": 400 * h**-0.5 * to_hartree, "val_loss": 1.0}
+        {
+            "seconds": 1800.0,
+            "val_H_mae": 400 * h ** (-0.5 if h > 6 else -2.0) * to_hartree,
+            "val_loss": 1.0,
+        }
         for h in hours
     ]
     projection = export.project_hours_to_goal(history, "H", 25.0, inherited_hours=1)
-    assert projection["fitted_epochs"] == export.PROJECTION_EPOCHS
+    assert projection["fitted_epochs"] == 10
     assert projection["slope"] == pytest.approx(-0.5)
-    assert projection["hours_so_far"] == pytest.approx(6.0)
+    assert projection["hours_so_far"] == pytest.approx(11.0)
     assert projection["hours_to_goal"] == pytest.approx(256.0)
+    # A short history is fitted over its last MIN_PROJECTION_EPOCHS epochs.
+    short = export.project_hours_to_goal(history[-8:], "H", 25.0, inherited_hours=7)
+    assert short["fitted_epochs"] == export.MIN_PROJECTION_EPOCHS
+    assert short["slope"] == pytest.approx(-0.5)
     # A curve that has stopped falling projects nothing.
     flat = [dict(row, val_H_mae=0.01) for row in history]
     assert export.project_hours_to_goal(flat, "H", 25.0)["hours_to_goal"] is None

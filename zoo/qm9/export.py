@@ -33,7 +33,11 @@ from recipe import validation_mae_key
 PAPER_MAE_MEV = {"H": 5.69}  # "Scaling Spherical CNNs", default config (README)
 ROTATION_MOLECULES = 256
 SMILES_MOLECULES = 200
-PROJECTION_EPOCHS = 6  # the recent epochs a learning-curve projection is fitted to
+# A learning-curve projection is fitted to the later half of the run's epochs (at
+# least MIN_PROJECTION_EPOCHS): long enough to average over a cosine cycle's fast
+# middle and flat end. A window of the last 6 epochs swung from slope -1.36 to
+# -0.16 (14 h to 730 h) between two exports as qm9's first cosine ended.
+MIN_PROJECTION_EPOCHS = 6
 
 
 def _sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -97,8 +101,9 @@ def project_hours_to_goal(
 ) -> dict:
     """When the validation MAE of `target` would reach `goal` (report units).
 
-    Fits a power law, MAE = a * hours**slope, to the validation MAE of the last
-    PROJECTION_EPOCHS epochs against the wall hours of training so far (including
+    Fits a power law, MAE = a * hours**slope, to the validation MAE of the later
+    half of the history's epochs (at least MIN_PROJECTION_EPOCHS) against the
+    wall hours of training so far (including
     those of a preset the run continued from). A rough extrapolation: it assumes
     the recent rate of improvement goes on, which a decaying learning rate and the
     model's capacity may not allow. `hours_to_goal` is None when the fit does not
@@ -109,7 +114,7 @@ def project_hours_to_goal(
     key = key or f"val_{target}_mae"
     hours = inherited_hours + np.cumsum([row["seconds"] for row in history]) / 3600
     points = [(h, r[key]) for h, r in zip(hours, history, strict=True) if key in r]
-    points = points[-PROJECTION_EPOCHS:]
+    points = points[-max(MIN_PROJECTION_EPOCHS, len(points) // 2) :]
     projection = {"target": target, "goal": goal, "fitted_epochs": len(points)}
     if len(points) < 3:
         return dict(projection, slope=None, hours_to_goal=None)
@@ -269,9 +274,13 @@ def export(args) -> None:
         "keras_epochs": keras_epochs,
         "steps": steps,
         "passes_over_training_split": steps * BATCH / len(train_y[targets[0]]),
-        # compute.json is brought up to date at every epoch end, so this also
-        # counts a run that is still going.
-        "wall_hours": (compute_seconds(run_dir) + inherited.get("wall_seconds", 0))
+        # compute.json is brought up to date at every epoch end (so this counts
+        # a run still going), but before it was, a killed call lost its seconds
+        # there: the history's per-epoch seconds are a lower bound.
+        "wall_hours": (
+            max(compute_seconds(run_dir), sum(r["seconds"] for r in history))
+            + inherited.get("wall_seconds", 0)
+        )
         / 3600,
         "cpu_cores": 2,
         "machine": compute.get("machine", "CPU"),

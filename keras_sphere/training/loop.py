@@ -17,6 +17,12 @@ trains for hours in the background needs:
   brought up to date at every epoch end, so a killed call loses at most one epoch
   of them (read them with `compute_seconds`);
 - Keras' progress bar (``verbose=1``) or one line per epoch (``verbose=2``).
+
+A run whose directory was lost (its back-up with it) can go on from the weights it
+shipped: `continue_from_weights` starts a new run directory from them at the
+schedule's step and records in ``run_dir/inherited.json`` (`inherited_of`) the
+epochs, steps and hours that made them, which the recipes' exports add to their
+cards; only the optimizer's moments are lost.
 """
 
 from __future__ import annotations
@@ -36,12 +42,22 @@ from keras_sphere._cache import home_cache_root
 from keras_sphere.training.checkpoints import ResumableBatches
 from keras_sphere.training.checkpoints import _FollowEpoch
 
-__all__ = ["compute_seconds", "default_run_dir", "fit_run", "read_history"]
+__all__ = [
+    "compute_seconds",
+    "continue_from_weights",
+    "default_run_dir",
+    "fit_run",
+    "has_backup",
+    "inherited_of",
+    "read_history",
+]
 
 BEST_WEIGHTS = "best.weights.h5"
 HISTORY = "history.csv"
 CURVE = "learning_curve.png"
 COMPUTE = "compute.json"
+BACKUP = "backup"
+INHERITED = "inherited.json"
 
 
 def default_run_dir(name: str) -> pathlib.Path:
@@ -143,6 +159,88 @@ def compute_seconds(run_dir: str | os.PathLike) -> float:
     return json.loads(path.read_text())["wall_seconds"] if path.exists() else 0.0
 
 
+def has_backup(run_dir: str | os.PathLike) -> bool:
+    """Whether `fit_run` left a back-up in `run_dir` (its next call resumes it)."""
+    return (pathlib.Path(run_dir) / BACKUP).exists()
+
+
+def continue_from_weights(
+    model: keras.Model,
+    weights: list,
+    run_dir: str | os.PathLike,
+    *,
+    keras_epochs: int,
+    steps: int,
+    wall_seconds: float,
+    source: str,
+    **details,
+) -> dict:
+    """Start a new run in `run_dir` from `weights` trained by an earlier run.
+
+    For a recipe whose run directory was lost but whose best weights shipped: the
+    model takes them, its optimizer's step becomes `steps` (so the learning-rate
+    schedule goes on where they were made; Adam's moments start afresh and rebuild
+    within a few hundred steps), and ``run_dir/inherited.json`` records what made
+    them for the recipe's export. Call it on a compiled model before `fit_run`,
+    and give `fit_run` the epochs that remain (the recipe's total less
+    `keras_epochs`).
+
+    Args:
+        model: the recipe's compiled model, of the architecture that made them.
+        weights: `get_weights()` of the earlier run's model.
+        run_dir: the new run's directory (without a back-up).
+        keras_epochs: Keras epochs that made the weights.
+        steps: optimizer steps that made the weights.
+        wall_seconds: wall seconds that made the weights.
+        source: where the weights come from, for the card.
+        **details: more JSON-serialisable facts to record.
+
+    Returns:
+        The record, as `inherited_of(run_dir)` returns it.
+
+    Raises:
+        ValueError: `run_dir` holds a back-up (resume it instead), or the weights
+            are not those of the model's architecture.
+    """
+    run_dir = pathlib.Path(run_dir)
+    if has_backup(run_dir):
+        raise ValueError(
+            f"{run_dir} holds a back-up: fit_run resumes it. Continue from other "
+            "weights only in a run directory without one."
+        )
+    own = model.get_weights()
+    shapes = [tuple(w.shape) for w in own]
+    if len(weights) != len(own) or shapes != [tuple(w.shape) for w in weights]:
+        raise ValueError(
+            f"The weights of {source} do not fit this model ({len(weights)} arrays "
+            f"for its {len(own)}, or other shapes): was the recipe's architecture "
+            "changed since they were made? Train from scratch in a new run "
+            "directory instead."
+        )
+    model.set_weights(weights)
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(int(steps))
+    record = {
+        "keras_epochs": int(keras_epochs),
+        "steps": int(steps),
+        "wall_seconds": float(wall_seconds),
+        "from": source,
+        **details,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / INHERITED).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def inherited_of(run_dir: str | os.PathLike) -> dict:
+    """What `continue_from_weights` recorded in `run_dir` ({} for none).
+
+    Keys "keras_epochs", "steps", "wall_seconds", "from" and any details.
+    """
+    path = pathlib.Path(run_dir) / INHERITED
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _finite_logs(logs) -> bool:
     return all(math.isfinite(float(v)) for v in (logs or {}).values())
 
@@ -204,7 +302,7 @@ def fit_run(
     # The back-up of `resumable_callbacks`, guarded against NaN epochs and kept
     # when fit ends (a later call with more epochs continues from it).
     backup = _FiniteBackup(
-        str(run_dir / "backup"),
+        str(run_dir / BACKUP),
         save_freq="epoch",
         double_checkpoint=True,
         delete_checkpoint=False,

@@ -26,6 +26,7 @@ from keras_sphere.zoo.weather_recipe import splits_and_statistics
 __all__ = [
     "HEADLINE_LEADS_H",
     "UNITS",
+    "continuation_text",
     "export_weather_preset",
     "goals",
     "headline",
@@ -110,6 +111,26 @@ def goals(metrics: dict, baselines: dict[str, int | None]) -> str:
             + ("**met**." if not losing else f"not met ({', '.join(losing)}).")
         )
     return "\n".join(lines)
+
+
+def continuation_text(metrics: dict) -> str:
+    """The card's sentence on a run continued from a shipped preset ("" if none)."""
+    continued = metrics["training"].get("continued_from")
+    if not continued:
+        return ""
+    data = (
+        "on the same data"
+        if continued["same_data"]
+        else "on an earlier simulation of the same climate, whose data were lost "
+        "(the data above are a new one, and every metric here is measured on it)"
+    )
+    return (
+        f"The first {continued['epochs']} of these epochs ({continued['steps']:,} "
+        f"steps, {continued['hours']:.2f} h) made {continued['from']}, {data}; "
+        "this run started from its weights and schedule step with fresh Adam "
+        "moments (its run directory was lost), and the learning curve shows the "
+        "later epochs only.\n"
+    )
 
 
 def listing_metrics(rmse: dict) -> dict:
@@ -279,6 +300,7 @@ def export_weather_preset(
     import keras_sphere
     from keras_sphere import weather
     from keras_sphere.training.loop import compute_seconds
+    from keras_sphere.training.loop import inherited_of
     from keras_sphere.training.loop import read_history
 
     splits, stats = splits_and_statistics(run_dir, recipe)
@@ -295,12 +317,27 @@ def export_weather_preset(
         other = other.sel(forecast=["model"]).assign_coords(forecast=[name])
         scores = xarray.concat([scores, other], dim="forecast")
     history = read_history(run_dir / "history.csv")
-    epochs = int(history[-1]["epoch"])
-    steps = epochs * recipe.steps_per_epoch
+    # A run continued from a shipped preset (its directory was lost) counts the
+    # epochs, steps and hours that made that preset too.
+    inherited = inherited_of(run_dir)
+    epochs = int(history[-1]["epoch"]) + inherited.get("keras_epochs", 0)
+    steps = int(history[-1]["epoch"]) * recipe.steps_per_epoch
+    steps += inherited.get("steps", 0)
+    split_info = {
+        name: {
+            "states": int(split.sizes["time"]),
+            "first": str(split["time"].values[0]),
+            "last": str(split["time"].values[-1]),
+        }
+        for name, split in splits.items()
+    }
     metrics = {
         "rmse": headline(scores, recipe),
         "test_forecasts": int(forecasts.sizes["time"]),
-        "compute_hours": compute_seconds(run_dir) / 3600,
+        "compute_hours": (
+            compute_seconds(run_dir) + inherited.get("wall_seconds", 0.0)
+        )
+        / 3600,
         "simulation_hours": simulation_hours(run_dir),
         # Where the simulation started (a restart names its source run's days).
         "initial_condition": xarray.open_zarr(data_path(run_dir, recipe)).attrs[
@@ -313,16 +350,17 @@ def export_weather_preset(
             "windows": steps * recipe.batch,
             "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),
         },
-        "splits": {
-            name: {
-                "states": int(split.sizes["time"]),
-                "first": str(split["time"].values[0]),
-                "last": str(split["time"].values[-1]),
-            }
-            for name, split in splits.items()
-        },
+        "splits": split_info,
         "recipe": json.loads((run_dir / "recipe.json").read_text()),
     }
+    if inherited:
+        metrics["training"]["continued_from"] = {
+            "from": inherited["from"],
+            "epochs": inherited["keras_epochs"],
+            "steps": inherited["steps"],
+            "hours": inherited["wall_seconds"] / 3600,
+            "same_data": inherited.get("splits") == split_info,
+        }
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_scores(scores, forecasts, test, out_dir, recipe)
     shutil.copy(run_dir / "learning_curve.png", out_dir / "training_curves.png")

@@ -279,27 +279,48 @@ def train(
     hours: float | None,
     recipe: WeatherRecipe,
     verbose: int = 2,
+    shipped: pathlib.Path | None = None,
 ) -> dict:
-    """Train (or resume) in `run_dir` for at most `hours` (`fit_run`'s result)."""
+    """Train (or resume) in `run_dir` for at most `hours` (`fit_run`'s result).
+
+    A run directory with a back-up resumes it. Without one, a run starts from the
+    preset folder `shipped` when it holds an exported preset (the run that made it
+    was lost: its weights, epochs, steps and hours carry over, `continue_from_weights`)
+    and otherwise from scratch (the coarse branch from `recipe.initial_preset`).
+
+    Raises:
+        ValueError: the shipped preset was trained for all of the recipe's epochs
+            (raise `cycles` to train on), or is of another architecture.
+    """
     import keras
 
     from keras_sphere.data.weather import WeatherWindows
     from keras_sphere.training import set_seed
     from keras_sphere.training.loop import fit_run
+    from keras_sphere.training.loop import has_backup
+    from keras_sphere.training.loop import inherited_of
 
     started = time.time()  # compute.json counts loading and building too
     set_seed(recipe.seed)
     splits, stats = splits_and_statistics(run_dir, recipe)
-    # A resumed run restores its weights from the back-up: only a new run needs
-    # the initial preset.
-    model = build_model(recipe, stats, initialise=True)
+    from_shipped = (
+        shipped is not None
+        and (pathlib.Path(shipped) / "metrics.json").exists()
+        and not has_backup(run_dir)
+    )
+    # A resumed run restores its weights from the back-up and a continued one
+    # takes the shipped weights: only a new run needs the initial preset.
+    model = build_model(recipe, stats, initialise=not from_shipped)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(recipe)))
+    if from_shipped:
+        _continue_shipped(model, pathlib.Path(shipped), run_dir, recipe)
+    done = inherited_of(run_dir).get("keras_epochs", 0)
     batches = WeatherWindows(
         splits["train"],
         stats,
         batch_size=recipe.batch,
         seed=recipe.seed,
-        curriculum=functools.partial(curriculum_for, recipe=recipe),
+        curriculum=functools.partial(_curriculum_after, done=done, recipe=recipe),
         steps_per_epoch=recipe.steps_per_epoch,
     )
     validation = WeatherWindows(
@@ -317,13 +338,54 @@ def train(
         model,
         batches,
         run_dir,
-        epochs=recipe.total_epochs,
+        epochs=recipe.total_epochs - done,
         validation_data=validation,
         max_hours=hours,
         verbose=verbose,
         started=started,
     )
     return result
+
+
+def _curriculum_after(epoch: int, done: int, recipe: WeatherRecipe) -> int:
+    """`curriculum_for` of a run's `epoch` that continues `done` earlier epochs."""
+    return curriculum_for(epoch + done, recipe)
+
+
+def _continue_shipped(
+    model, shipped: pathlib.Path, run_dir: pathlib.Path, recipe: WeatherRecipe
+) -> None:
+    """Start `run_dir` from the preset exported to `shipped` by an earlier run.
+
+    The preset's metrics say how many epochs, steps and hours made it; the data it
+    was scored on (its splits) are recorded too, so that the export can say when
+    the new run trains on another simulation of the same climate.
+    """
+    from keras_sphere.training.loop import continue_from_weights
+    from keras_sphere.zoo import load
+
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    training = metrics["training"]
+    if training["epochs"] >= recipe.total_epochs:
+        raise ValueError(
+            f"The preset in {shipped} was trained for {training['epochs']} epochs, "
+            f"all of the recipe's {recipe.total_epochs} ({recipe.cycles} cycles of "
+            f"{recipe.epochs}): raise the recipe's cycles to train it on."
+        )
+    record = continue_from_weights(
+        model,
+        load(str(shipped)).get_weights(),
+        run_dir,
+        keras_epochs=training["epochs"],
+        steps=training["steps"],
+        wall_seconds=3600.0 * metrics["compute_hours"],
+        source=f"the preset in {shipped.name}/ (the best weights of an earlier run)",
+        splits=metrics["splits"],
+    )
+    print(
+        f"continuing {record['from']}: {record['keras_epochs']} epochs and "
+        f"{record['steps']} steps done before"
+    )
 
 
 def command_line(
@@ -357,7 +419,9 @@ def command_line(
     if args.command == "simulate":
         simulate(run_dir, args.years, recipe)
     elif args.command == "train":
-        result = train(run_dir, args.hours, recipe, verbose=args.verbose)
+        result = train(
+            run_dir, args.hours, recipe, verbose=args.verbose, shipped=recipe_dir
+        )
         print(json.dumps({k: v for k, v in result.items() if k != "history"}))
     else:
         path = pathlib.Path(recipe_dir) / "export.py"

@@ -10,6 +10,8 @@ from keras_sphere.training import ResumableBatches
 from keras_sphere.training import default_run_dir
 from keras_sphere.training import fit_run
 from keras_sphere.training.loop import compute_seconds
+from keras_sphere.training.loop import continue_from_weights
+from keras_sphere.training.loop import inherited_of
 from keras_sphere.training.loop import read_history
 
 
@@ -83,6 +85,43 @@ def test_compute_seconds_are_counted_at_every_epoch_end_and_across_calls(tmp_pat
     assert 100.0 < seen[0] < seen[1] <= first <= time.time() - started
     fit_run(small_model(), batches(x, y), tmp_path, epochs=3, verbose=0)
     assert first < compute_seconds(tmp_path) < time.time() - started
+
+
+def test_a_lost_run_continues_from_its_weights_at_its_step(tmp_path):
+    x, y = data()
+    earlier = small_model()
+    fit_run(earlier, batches(x, y), tmp_path / "lost", epochs=2, verbose=0)
+    model = small_model(seed=1)
+    record = continue_from_weights(
+        model, earlier.get_weights(), tmp_path / "new", keras_epochs=2, steps=8,
+        wall_seconds=12.5, source="the lost run", splits={"train": 64},
+    )  # fmt: skip
+    for a, b in zip(earlier.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(model.optimizer.iterations.value) == 8  # the schedule goes on
+    assert inherited_of(tmp_path / "new") == record == {
+        "keras_epochs": 2, "steps": 8, "wall_seconds": 12.5,
+        "from": "the lost run", "splits": {"train": 64},
+    }  # fmt: skip
+    assert inherited_of(tmp_path / "lost") == {}
+    fit_run(model, batches(x, y), tmp_path / "new", epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.value) == 12
+
+    # A run with a back-up resumes it; weights of another architecture are refused.
+    with pytest.raises(ValueError, match="holds a back-up"):
+        continue_from_weights(
+            small_model(), earlier.get_weights(), tmp_path / "new", keras_epochs=2,
+            steps=8, wall_seconds=1.0, source="the lost run",
+        )  # fmt: skip
+    inputs = keras.Input((3,))
+    wider = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    wider.compile(keras.optimizers.Adam(0.05), "mse")
+    with pytest.raises(ValueError, match="do not fit this model"):
+        continue_from_weights(
+            wider, earlier.get_weights(), tmp_path / "other", keras_epochs=2,
+            steps=8, wall_seconds=1.0, source="the lost run",
+        )  # fmt: skip
+    assert not (tmp_path / "other").exists()  # a refused call writes nothing
 
 
 def test_nan_loss_stops_and_keeps_last_good_backup(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import keras_sphere
+from keras_sphere.training.loop import inherited_of
 from keras_sphere.zoo.presets import builtin_directory
 
 
@@ -37,13 +38,13 @@ def test_a_lost_run_continues_from_the_shipped_preset(recipe, tmp_path):
     assert changed  # the shipped weights replaced the fresh initialisation
     steps = shipped["training"]["steps"]
     assert int(model.optimizer.iterations.value) == steps  # the schedule goes on
-    inherited = recipe.inherited_of(tmp_path)
+    inherited = inherited_of(tmp_path)
     assert inherited["steps"] == steps
     assert inherited["keras_epochs"] == shipped["training"]["keras_epochs"]
     assert inherited["wall_seconds"] == pytest.approx(
         3600 * shipped["training"]["wall_hours"]
     )
-    assert recipe.inherited_of(tmp_path / "elsewhere") == {}
+    assert inherited_of(tmp_path / "elsewhere") == {}
 
 
 def test_a_run_of_the_other_label_model_is_moved_aside(recipe, tmp_path):

@@ -1,13 +1,16 @@
 """The weather_256 recipe end to end at toy size: a finer run started from a coarser
-run's checkpoint, a pooled forecaster initialised from a preset, and the export with
-that preset as the upsampled baseline."""
+run's checkpoint, a pooled forecaster initialised from a preset, the export with
+that preset as the upsampled baseline, and a lost run continued from its export."""
+
+import dataclasses
+import shutil
 
 import numpy as np
 import pytest
 
 
 @pytest.mark.large
-def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
+def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path, monkeypatch):
     from keras_sphere.zoo import weather_recipe
     from keras_sphere.zoo.weather_recipe import WeatherRecipe
 
@@ -88,3 +91,36 @@ def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path):
     states = keras_sphere.zoo.load_sample(str(tmp_path / "preset"))
     forecast = keras_sphere.weather.forecast(loaded, states.isel(time=[0]), "1D")
     assert forecast["geopotential"].shape[-2:] == (32, 32)
+
+    # The run directory is lost (its data kept here, to save a simulation): a run
+    # with one more cycle continues from the exported preset, with its weights,
+    # schedule step, curriculum position, epochs and hours.
+    for name in ("backup", "history.csv", "best.weights.h5", "compute.json"):
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    with pytest.raises(ValueError, match="raise the recipe's cycles"):
+        weather_recipe.train(
+            run_dir, None, fine, verbose=0, shipped=tmp_path / "preset"
+        )
+    longer = dataclasses.replace(fine, cycles=2)
+    seen = []
+    original = weather_recipe.curriculum_for
+    monkeypatch.setattr(
+        weather_recipe,
+        "curriculum_for",
+        lambda epoch, recipe: seen.append(epoch) or original(epoch, recipe),
+    )
+    result = weather_recipe.train(
+        run_dir, None, longer, verbose=0, shipped=tmp_path / "preset"
+    )
+    # Its curriculum goes on at the recipe's third epoch (the 3-step rollout).
+    assert result["finished"] and min(seen) == 2 and 3 in seen
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3
+    again = export_256.export(
+        run_dir, tmp_path / "preset", longer, baseline=str(tmp_path / "base_preset")
+    )
+    assert again["training"]["epochs"] == 4 and again["training"]["steps"] == 8
+    assert again["compute_hours"] > metrics["compute_hours"]
+    assert again["training"]["continued_from"]["same_data"]
+    card = (tmp_path / "preset" / "README.md").read_text()
+    assert "The first 2 of these epochs (4 steps" in card

@@ -21,7 +21,6 @@ from recipe import PRESETS
 from recipe import ZOO
 from recipe import build_model
 from recipe import curve_metrics
-from recipe import inherited_of
 from recipe import inputs_of
 from recipe import label_model
 from recipe import labels_of
@@ -217,6 +216,7 @@ def draw_learning_curve(history, targets, path) -> None:
 def export(args) -> None:
     from keras_sphere.training.loop import compute_seconds
     from keras_sphere.training.loop import default_run_dir
+    from keras_sphere.training.loop import inherited_of
     from keras_sphere.training.loop import read_history
     from keras_sphere.zoo import save_preset
 

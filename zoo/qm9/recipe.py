@@ -7,7 +7,6 @@ way (train -> export -> card, and both -> recipe).
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -31,7 +30,6 @@ VALIDATION_MOLECULES = 2000  # a fixed random sample of the validation split
 # on the training split) plus a learned residual (models/qm9/atom_reference.py).
 ATOM_REFERENCE = True
 SEED = 0
-INHERITED = "inherited.json"  # what a run continued from a shipped preset had done
 # Each preset's learning-rate schedule: warm-up to the peak, then cosine decay to 0
 # over planned_epochs passes over the 110,000 training molecules, then any warm
 # restarts, each (passes, fraction of the peak): a cosine from that fraction of
@@ -145,12 +143,6 @@ def targets_of(preset: str):
     from keras_sphere.models.qm9 import TARGET_NAMES
 
     return PRESETS[preset]["targets"] or TARGET_NAMES
-
-
-def inherited_of(run_dir: pathlib.Path) -> dict:
-    """Epochs, steps and wall seconds of the run a preset-started run continues."""
-    path = run_dir / INHERITED
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def recipe_record(preset: str) -> dict:

@@ -32,7 +32,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # the siblings
 
 from recipe import ATOM_REFERENCE  # noqa: E402
 from recipe import BATCH  # noqa: E402
-from recipe import INHERITED  # noqa: E402
 from recipe import PRESETS  # noqa: E402
 from recipe import SEED  # noqa: E402
 from recipe import STEPS_PER_EPOCH  # noqa: E402
@@ -40,7 +39,6 @@ from recipe import VALIDATION_MOLECULES  # noqa: E402
 from recipe import ZOO  # noqa: E402
 from recipe import build_model  # noqa: E402
 from recipe import curve_metrics  # noqa: E402
-from recipe import inherited_of  # noqa: E402
 from recipe import inputs_of  # noqa: E402
 from recipe import label_model  # noqa: E402
 from recipe import labels_of  # noqa: E402
@@ -58,6 +56,7 @@ def train(args) -> None:
     from keras_sphere.training import set_seed
     from keras_sphere.training.loop import default_run_dir
     from keras_sphere.training.loop import fit_run
+    from keras_sphere.training.loop import inherited_of
 
     started = time.time()  # compute.json counts loading and building too
     set_seed(SEED)
@@ -128,7 +127,9 @@ def starting_point(preset: str, run_dir: pathlib.Path) -> str:
     A fine-tune restarts from its source's current weights rather than from what
     it shipped, so that it follows a source that has trained further since.
     """
-    if (run_dir / "backup").exists():
+    from keras_sphere.training.loop import has_backup
+
+    if has_backup(run_dir):
         return "resume"
     if PRESETS[preset]["init_from"]:
         return "source"
@@ -185,19 +186,19 @@ def _continue_shipped_preset(model, preset: str, run_dir: pathlib.Path) -> None:
     schedule from that step and the card counts that compute too. Only Adam's
     moments are lost (they rebuild within a few hundred steps).
     """
+    from keras_sphere.training.loop import continue_from_weights
+
     shipped = keras_sphere.zoo.load(str(ZOO / preset))
-    model.set_weights(shipped.get_weights())
     training = json.loads((ZOO / preset / "metrics.json").read_text())["training"]
-    inherited = {
-        "keras_epochs": int(training["keras_epochs"]),
-        "steps": int(training["steps"]),
-        "wall_seconds": float(training["wall_hours"]) * 3600.0,
-        "from": f"zoo/{preset} (the best weights of an earlier run)",
-    }
-    model.optimizer.build(model.trainable_variables)
-    model.optimizer.iterations.assign(inherited["steps"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / INHERITED).write_text(json.dumps(inherited, indent=2))
+    inherited = continue_from_weights(
+        model,
+        shipped.get_weights(),
+        run_dir,
+        keras_epochs=int(training["keras_epochs"]),
+        steps=int(training["steps"]),
+        wall_seconds=float(training["wall_hours"]) * 3600.0,
+        source=f"zoo/{preset} (the best weights of an earlier run)",
+    )
     print(f"continuing zoo/{preset}: {inherited['steps']} steps done before")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pathlib
 
+from keras_sphere.zoo.weather_export import continuation_text
 from keras_sphere.zoo.weather_export import export_weather_preset
 from keras_sphere.zoo.weather_export import goals
 from keras_sphere.zoo.weather_export import upsampled_preset_forecast
@@ -116,7 +117,7 @@ in {metrics["compute_hours"]:.2f} h on 2 CPU cores, plus
 {metrics["simulation_hours"]:.1f} h of T{recipe.truncation} simulation (and the
 `weather_64` T42 run it started from, and that preset's training, for the initial
 weights).
-
+{continuation_text(metrics)}
 ## Held-out metrics
 Area-weighted RMSE on the test block ({metrics["test_forecasts"]} forecasts, one
 from every simulated day), separated from training and validation by {recipe.gap}

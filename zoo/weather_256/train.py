@@ -12,7 +12,7 @@ time with 5-day gaps.
 
     python zoo/weather_64/train.py simulate --years 2    # the T42 run it starts from
     python zoo/weather_256/train.py simulate --years 0.75  # resumes; more extends
-    python zoo/weather_256/train.py train --hours 1        # resumes every time
+    python zoo/weather_256/train.py train --hours 1  # resumes, or goes on from zoo/
     python zoo/weather_256/train.py export                 # held-out RMSE, preset
 
 Model: a `PooledWeatherForecaster`: spectral pooling to 64 x 64, where a

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pathlib
 
+from keras_sphere.zoo.weather_export import continuation_text
 from keras_sphere.zoo.weather_export import export_weather_preset
 from keras_sphere.zoo.weather_export import goals
 from keras_sphere.zoo.weather_recipe import WeatherRecipe as Recipe
@@ -88,7 +89,7 @@ weights by the loss of 1-day rollouts on the validation block.
 {training["epochs"]} epochs ({training["steps"]:,} steps, {training["windows"]:,}
 training windows seen) in {metrics["compute_hours"]:.2f} h on 2 CPU cores, plus
 {metrics["simulation_hours"]:.1f} h of simulation.
-
+{continuation_text(metrics)}
 ## Held-out metrics
 Area-weighted RMSE on the test block ({metrics["test_forecasts"]} forecasts, one
 from every simulated day), separated from training and validation by {recipe.gap}

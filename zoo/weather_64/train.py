@@ -9,7 +9,7 @@ T42 fields explicitly (``lmax=31``). Splits are whole blocks of simulated time w
 5-day gaps (`split_by_time`).
 
     python zoo/weather_64/train.py simulate --years 2     # resumes; more years extend
-    python zoo/weather_64/train.py train --hours 2         # resumes every time
+    python zoo/weather_64/train.py train --hours 2  # resumes, or goes on from zoo/
     python zoo/weather_64/train.py export                  # held-out RMSE, preset
 
 Everything lives in ``~/.cache/keras_sphere/runs/weather_64/`` (``--run-dir``): the

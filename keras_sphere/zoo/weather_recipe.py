@@ -77,7 +77,11 @@ class WeatherRecipe:
     height above `final_learning_rate` scaled by `restart_scale` at each restart
     (Keras' `CosineDecayRestarts`): a warm restart lets a
     finished run train on, single steps again and then the long rollouts, with its
-    optimizer state, and a run from scratch reproduces it.
+    optimizer state, and a run from scratch reproduces it. After the cycles,
+    `finetune_rollout_lengths` (if any) are a rollout fine-tuning stage: those
+    lengths, `epochs_per_rollout_step` epochs each, on the beginning of the next
+    restart's cosine (a rate near `final_learning_rate`), for skill at the longer
+    leads that the cycles' rollouts do not reach.
     """
 
     truncation: int = 42
@@ -103,6 +107,7 @@ class WeatherRecipe:
     epochs: int = 40  # of one cycle
     cycles: int = 1
     restart_scale: float = 1.0
+    finetune_rollout_lengths: tuple = ()
     validation_steps: int = 4
     validation_stride: int = 8
     gap: str = "5D"
@@ -116,8 +121,14 @@ class WeatherRecipe:
         return Grid(self.grid_size, self.grid_size)
 
     @property
-    def total_epochs(self) -> int:
+    def cycle_epochs(self) -> int:
+        """Epochs of all the cycles (before any fine-tuning)."""
         return self.epochs * self.cycles
+
+    @property
+    def total_epochs(self) -> int:
+        finetune = len(self.finetune_rollout_lengths) * self.epochs_per_rollout_step
+        return self.cycle_epochs + finetune
 
     @property
     def data_name(self) -> str:
@@ -257,10 +268,15 @@ def curriculum_for(epoch: int, recipe: WeatherRecipe) -> int:
     """Rollout length of an epoch.
 
     Single 6 h steps first (cheap, and most of the learning), then
-    `rollout_curriculum` up to ``max_rollout`` steps.
+    `rollout_curriculum` up to ``max_rollout`` steps (or `rollout_lengths`); after
+    the cycles, the fine-tuning stage's lengths.
     """
     from keras_sphere.models.weather import rollout_curriculum
 
+    if epoch >= recipe.cycle_epochs and recipe.finetune_rollout_lengths:
+        index = (epoch - recipe.cycle_epochs) // recipe.epochs_per_rollout_step
+        lengths = recipe.finetune_rollout_lengths
+        return int(lengths[min(index, len(lengths) - 1)])
     epoch %= recipe.epochs  # each cycle repeats the curriculum
     if epoch < recipe.single_step_epochs:
         return 1
@@ -369,8 +385,8 @@ def _continue_shipped(
     if training["epochs"] >= recipe.total_epochs:
         raise ValueError(
             f"The preset in {shipped} was trained for {training['epochs']} epochs, "
-            f"all of the recipe's {recipe.total_epochs} ({recipe.cycles} cycles of "
-            f"{recipe.epochs}): raise the recipe's cycles to train it on."
+            f"all of the recipe's {recipe.total_epochs}: raise the recipe's cycles "
+            "or add finetune_rollout_lengths to train it on."
         )
     record = continue_from_weights(
         model,

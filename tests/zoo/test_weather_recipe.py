@@ -1,5 +1,7 @@
 """The shared weather recipe's curriculum and learning-rate schedule."""
 
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -49,3 +51,20 @@ def test_cycles_repeat_the_curriculum_and_restart_the_rate_scaled():
         np.testing.assert_allclose(float(schedule(index * cycle)), peak, rtol=1e-5)
         end = float(schedule((index + 1) * cycle - 1))
         np.testing.assert_allclose(end, 1e-5, rtol=0.02)
+
+
+def test_fine_tuning_stage_follows_the_cycles_on_the_next_restart():
+    recipe = dataclasses.replace(
+        RECIPE, cycles=2, restart_scale=0.5, finetune_rollout_lengths=(16, 20)
+    )
+    assert recipe.cycle_epochs == 12 and recipe.total_epochs == 14
+    lengths = [curriculum_for(epoch, recipe) for epoch in range(recipe.total_epochs)]
+    assert lengths == 2 * [1, 1, 1, 2, 4, 12] + [16, 20]
+    assert curriculum_for(20, recipe) == 20  # past the end: the last length
+    doubled = dataclasses.replace(recipe, epochs_per_rollout_step=2)
+    assert doubled.total_epochs == 16
+    assert [curriculum_for(e, doubled) for e in range(12, 16)] == [16, 16, 20, 20]
+    # The stage starts the third cycle's cosine: a quarter of the first height.
+    schedule = learning_rate_schedule(recipe)
+    start = recipe.cycle_epochs * recipe.steps_per_epoch
+    np.testing.assert_allclose(float(schedule(start)), 1e-5 + 0.25 * 9e-5, rtol=1e-5)

@@ -32,6 +32,18 @@ def cycles_text(recipe: WeatherRecipe) -> str:
     )
 
 
+def finetune_text(recipe: WeatherRecipe) -> str:
+    lengths = recipe.finetune_rollout_lengths
+    if not lengths:
+        return ""
+    epochs = recipe.epochs_per_rollout_step
+    return (
+        f"Then rollout fine-tuning on rollouts of {', '.join(map(str, lengths))} "
+        f"steps, {epochs} epoch{'s' if epochs > 1 else ''} each, on the start of "
+        "the next restart's cosine. "
+    )
+
+
 def card(metrics: dict, recipe: WeatherRecipe) -> str:
     rows = []
     for lead, by_forecast in metrics["rmse"].items():
@@ -105,8 +117,8 @@ rate {recipe.learning_rate:g} with cosine decay to {recipe.final_learning_rate:g
 over cycles of {recipe.epochs} epochs of {recipe.steps_per_epoch} steps; in each,
 {recipe.single_step_epochs} epochs on single 6 h steps, then rollouts of
 {", ".join(str(n) for n in recipe.rollout_lengths)} steps (the last to the end).
-{cycles_text(recipe)}Best weights by the loss of 1-day rollouts on the validation
-block.
+{cycles_text(recipe)}{finetune_text(recipe)}Best weights by the loss of 1-day
+rollouts on the validation block.
 
 ![learning curve](training_curves.png)
 

@@ -49,6 +49,7 @@ __all__ = [
     "fit_run",
     "has_backup",
     "inherited_of",
+    "lineage_totals",
     "read_history",
 ]
 
@@ -239,6 +240,26 @@ def inherited_of(run_dir: str | os.PathLike) -> dict:
     """
     path = pathlib.Path(run_dir) / INHERITED
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def lineage_totals(run_dir: str | os.PathLike, steps_per_epoch: int) -> dict:
+    """Keras epochs, optimizer steps and wall seconds of the weights in `run_dir`.
+
+    The run's own (from ``history.csv``; its wall seconds are the larger of
+    ``compute.json`` and the history's per-epoch seconds, since a call killed
+    before compute.json was kept per epoch lost its seconds there) plus what it
+    inherited (`continue_from_weights`).
+    """
+    run_dir = pathlib.Path(run_dir)
+    history = read_history(run_dir / HISTORY)
+    inherited = inherited_of(run_dir)
+    epochs = int(history[-1]["epoch"])
+    seconds = max(compute_seconds(run_dir), sum(r["seconds"] for r in history))
+    return {
+        "epochs": epochs + inherited.get("keras_epochs", 0),
+        "steps": epochs * int(steps_per_epoch) + inherited.get("steps", 0),
+        "wall_seconds": seconds + inherited.get("wall_seconds", 0.0),
+    }
 
 
 def _finite_logs(logs) -> bool:

@@ -299,8 +299,8 @@ def export_weather_preset(
 
     import keras_sphere
     from keras_sphere import weather
-    from keras_sphere.training.loop import compute_seconds
     from keras_sphere.training.loop import inherited_of
+    from keras_sphere.training.loop import lineage_totals
     from keras_sphere.training.loop import read_history
 
     splits, stats = splits_and_statistics(run_dir, recipe)
@@ -320,9 +320,8 @@ def export_weather_preset(
     # A run continued from a shipped preset (its directory was lost) counts the
     # epochs, steps and hours that made that preset too.
     inherited = inherited_of(run_dir)
-    epochs = int(history[-1]["epoch"]) + inherited.get("keras_epochs", 0)
-    steps = int(history[-1]["epoch"]) * recipe.steps_per_epoch
-    steps += inherited.get("steps", 0)
+    totals = lineage_totals(run_dir, recipe.steps_per_epoch)
+    steps = totals["steps"]
     split_info = {
         name: {
             "states": int(split.sizes["time"]),
@@ -334,10 +333,7 @@ def export_weather_preset(
     metrics = {
         "rmse": headline(scores, recipe),
         "test_forecasts": int(forecasts.sizes["time"]),
-        "compute_hours": (
-            compute_seconds(run_dir) + inherited.get("wall_seconds", 0.0)
-        )
-        / 3600,
+        "compute_hours": totals["wall_seconds"] / 3600,
         "simulation_hours": simulation_hours(run_dir),
         # Where the simulation started (a restart names its source run's days).
         "initial_condition": xarray.open_zarr(data_path(run_dir, recipe)).attrs[
@@ -345,7 +341,7 @@ def export_weather_preset(
         ],
         "parameters": int(model.count_params()),
         "training": {
-            "epochs": epochs,
+            "epochs": totals["epochs"],
             "steps": steps,
             "windows": steps * recipe.batch,
             "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),

@@ -306,7 +306,8 @@ def train(
 
     Raises:
         ValueError: the shipped preset was trained for all of the recipe's epochs
-            (raise `cycles` to train on), or is of another architecture.
+            (raise `cycles` or add `finetune_rollout_lengths` to train on), or
+            is of another architecture.
     """
     import keras
 

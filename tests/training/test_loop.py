@@ -12,6 +12,7 @@ from keras_sphere.training import fit_run
 from keras_sphere.training.loop import compute_seconds
 from keras_sphere.training.loop import continue_from_weights
 from keras_sphere.training.loop import inherited_of
+from keras_sphere.training.loop import lineage_totals
 from keras_sphere.training.loop import read_history
 
 
@@ -106,6 +107,9 @@ def test_a_lost_run_continues_from_its_weights_at_its_step(tmp_path):
     assert inherited_of(tmp_path / "lost") == {}
     fit_run(model, batches(x, y), tmp_path / "new", epochs=1, verbose=0)
     assert int(model.optimizer.iterations.value) == 12
+    totals = lineage_totals(tmp_path / "new", steps_per_epoch=4)
+    assert totals["epochs"] == 3 and totals["steps"] == 12
+    assert totals["wall_seconds"] > 12.5
 
     # A run with a back-up resumes it; weights of another architecture are refused.
     with pytest.raises(ValueError, match="holds a back-up"):

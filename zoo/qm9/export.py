@@ -214,9 +214,9 @@ def draw_learning_curve(history, targets, path) -> None:
 
 
 def export(args) -> None:
-    from keras_sphere.training.loop import compute_seconds
     from keras_sphere.training.loop import default_run_dir
     from keras_sphere.training.loop import inherited_of
+    from keras_sphere.training.loop import lineage_totals
     from keras_sphere.training.loop import read_history
     from keras_sphere.zoo import save_preset
 
@@ -267,21 +267,13 @@ def export(args) -> None:
     # A run started from the shipped preset (its directory was lost) adds the
     # epochs, steps and hours that made that preset.
     inherited = inherited_of(run_dir)
-    keras_epochs = int(history[-1]["epoch"]) + inherited.get("keras_epochs", 0)
-    steps = int(history[-1]["epoch"]) * recipe["steps_per_keras_epoch"]
-    steps += inherited.get("steps", 0)
+    totals = lineage_totals(run_dir, recipe["steps_per_keras_epoch"])
+    steps = totals["steps"]
     metrics["training"] = {
-        "keras_epochs": keras_epochs,
+        "keras_epochs": totals["epochs"],
         "steps": steps,
         "passes_over_training_split": steps * BATCH / len(train_y[targets[0]]),
-        # compute.json is brought up to date at every epoch end (so this counts
-        # a run still going), but before it was, a killed call lost its seconds
-        # there: the history's per-epoch seconds are a lower bound.
-        "wall_hours": (
-            max(compute_seconds(run_dir), sum(r["seconds"] for r in history))
-            + inherited.get("wall_seconds", 0)
-        )
-        / 3600,
+        "wall_hours": totals["wall_seconds"] / 3600,
         "cpu_cores": 2,
         "machine": compute.get("machine", "CPU"),
         "continued_from": inherited.get("from"),

@@ -175,3 +175,23 @@ def test_a_fine_tune_restarts_from_its_source_and_a_run_resumes(recipe, tmp_path
     assert recipe.starting_point("qm9", tmp_path / "qm9") == "shipped"
     (tmp_path / "qm9_h" / "backup").mkdir(parents=True)
     assert recipe.starting_point("qm9_h", tmp_path / "qm9_h") == "resume"
+
+
+def test_an_export_never_replaces_better_shipped_weights(recipe_modules, tmp_path):
+    export = recipe_modules("qm9", "export")
+    shipped = builtin_directory("qm9")
+    recipe = json.loads((shipped / "metadata.json").read_text())["keras_sphere"][
+        "recipe"
+    ]
+    to_beat = json.loads((shipped / "metrics.json").read_text())["training"][
+        "best_val_loss"
+    ]
+    assert export.shipped_loss_to_beat(recipe, shipped) == to_beat
+    export.check_beats_shipped(to_beat * 0.99, recipe, shipped)  # better: exports
+    with pytest.raises(SystemExit, match="--force"):
+        export.check_beats_shipped(to_beat, recipe, shipped)
+    # Another validation sample or label model: the losses do not compare.
+    other = {**recipe, "validation_molecules": recipe["validation_molecules"] + 1}
+    assert export.shipped_loss_to_beat(other, shipped) is None
+    export.check_beats_shipped(to_beat * 2, other, shipped)
+    assert export.shipped_loss_to_beat(recipe, tmp_path) is None  # nothing shipped

@@ -37,6 +37,16 @@ SMILES_MOLECULES = 200
 # middle and flat end. A window of the last 6 epochs swung from slope -1.36 to
 # -0.16 (14 h to 730 h) between two exports as qm9's first cosine ended.
 MIN_PROJECTION_EPOCHS = 6
+# Recipe fields that fix what the validation loss measures: two runs that agree on
+# them score the same molecules with the same label model, so their losses compare.
+VALIDATION_FIELDS = (
+    "preset",
+    "atom_reference",
+    "validation_molecules",
+    "validation_sample",
+    "seed",
+    "split",
+)
 
 
 def _sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -213,6 +223,38 @@ def draw_learning_curve(history, targets, path) -> None:
     plot_learning_curves(history, path, curve_metrics(targets))
 
 
+def shipped_loss_to_beat(run_recipe: dict, directory: pathlib.Path) -> float | None:
+    """The best validation loss of the preset shipped in ``directory``, when it
+    was measured like this run's (same molecules, same label model); None when
+    nothing is shipped or the losses do not compare."""
+    metrics_path = directory / "metrics.json"
+    metadata_path = directory / "metadata.json"
+    if not (metrics_path.exists() and metadata_path.exists()):
+        return None
+    shipped_recipe = json.loads(metadata_path.read_text())["keras_sphere"]["recipe"]
+    if any(shipped_recipe.get(f) != run_recipe.get(f) for f in VALIDATION_FIELDS):
+        return None
+    return json.loads(metrics_path.read_text())["training"].get("best_val_loss")
+
+
+def check_beats_shipped(
+    run_best: float, run_recipe: dict, directory: pathlib.Path
+) -> None:
+    """Refuse to replace a shipped preset with a run's worse best weights.
+
+    A run continued from the shipped preset keeps only its own epochs in
+    best.weights.h5: until it beats the shipped weights, exporting it would ship
+    a worse model. Raises SystemExit saying what to do (train on, or --force).
+    """
+    to_beat = shipped_loss_to_beat(run_recipe, directory)
+    if to_beat is not None and run_best >= to_beat:
+        raise SystemExit(
+            f"the run's best validation loss {run_best:.4f} does not beat the "
+            f"shipped {directory.name} preset's {to_beat:.4f} (same validation "
+            "molecules): train on, or export with --force to replace it anyway."
+        )
+
+
 def export(args) -> None:
     from keras_sphere.training.loop import default_run_dir
     from keras_sphere.training.loop import inherited_of
@@ -229,6 +271,10 @@ def export(args) -> None:
         if recipe_path.exists()
         else recipe_record(preset)
     )
+    history = read_history(run_dir / "history.csv")
+    best_val_loss = min(r["val_loss"] for r in history if "val_loss" in r)
+    if not getattr(args, "force", False):
+        check_beats_shipped(best_val_loss, recipe, ZOO / preset)
     splits = load_splits()
     train_y = labels_of(splits["train"], targets)
     mean, std, reference = label_model(
@@ -261,7 +307,6 @@ def export(args) -> None:
         "smiles_geometry": smiles_check(model, test, targets, predictions),
         "predict_seconds_per_molecule": predict_seconds / len(test_y[targets[0]]),
     }
-    history = read_history(run_dir / "history.csv")
     compute_path = run_dir / "compute.json"
     compute = json.loads(compute_path.read_text()) if compute_path.exists() else {}
     # A run started from the shipped preset (its directory was lost) adds the
@@ -278,7 +323,7 @@ def export(args) -> None:
         "machine": compute.get("machine", "CPU"),
         "continued_from": inherited.get("from"),
         "inherited_steps": inherited.get("steps", 0),
-        "best_val_loss": min(r["val_loss"] for r in history if "val_loss" in r),
+        "best_val_loss": best_val_loss,
     }
     hours_before = inherited.get("wall_seconds", 0) / 3600
     init_from = PRESETS[preset]["init_from"]

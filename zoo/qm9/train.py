@@ -212,6 +212,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--test-molecules", type=int, default=None, help="export: a test subset"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="export: replace the shipped preset even if it validated better",
+    )
     args = parser.parse_args(argv)
     if args.stage == "train":
         train(args)

@@ -146,8 +146,8 @@ def test_each_preset_has_its_schedule_and_the_card_describes_it(recipe_modules):
     assert fine_tune["planned_epochs"] < scratch["planned_epochs"]
     assert card._schedule_text(scratch) == (
         "linear warm-up over 1000 steps to 0.0003, cosine decay planned over 4 "
-        "passes, then a warm restart at 0.5 of the peak with cosine decay over 1.5 "
-        "passes"
+        "passes, then a warm restart at 0.5 of the peak with cosine decay over "
+        "1.75 passes"
     )
     assert card._schedule_text(fine_tune) == (
         "learning rate 5e-05 from the first step (no warm-up), cosine decay planned "
@@ -162,8 +162,8 @@ def test_the_schedule_counts_passes_in_steps(recipe):
     steps_per_pass = 110_000 // 16
     schedule = recipe.learning_rate_schedule("qm9", steps_per_pass)
     assert (schedule.total_steps, schedule.warmup_steps) == (27_500, 1000)
-    assert schedule.restarts == ((10_312, 0.5),)
-    assert schedule.end_step == 37_812
+    assert schedule.restarts == ((12_031, 0.5),)
+    assert schedule.end_step == 39_531
     # The restart begins at half the peak, where the first cycle had reached 0.
     assert float(schedule(27_499)) < 1e-9
     assert float(schedule(27_500)) == pytest.approx(1.5e-4, rel=1e-6)

@@ -307,7 +307,8 @@ def train(
     Raises:
         ValueError: the shipped preset was trained for all of the recipe's epochs
             (raise `cycles` or add `finetune_rollout_lengths` to train on), or
-            is of another architecture.
+            is of another architecture (``train --from-scratch`` on the command
+            line passes no `shipped`).
     """
     import keras
 
@@ -387,18 +388,24 @@ def _continue_shipped(
         raise ValueError(
             f"The preset in {shipped} was trained for {training['epochs']} epochs, "
             f"all of the recipe's {recipe.total_epochs}: raise the recipe's cycles "
-            "or add finetune_rollout_lengths to train it on."
+            "or add finetune_rollout_lengths to train it on (or start a new run "
+            "with `train --from-scratch`)."
         )
-    record = continue_from_weights(
-        model,
-        load(str(shipped)).get_weights(),
-        run_dir,
-        keras_epochs=training["epochs"],
-        steps=training["steps"],
-        wall_seconds=3600.0 * metrics["compute_hours"],
-        source=f"the preset in {shipped.name}/ (the best weights of an earlier run)",
-        splits=metrics["splits"],
-    )
+    try:
+        record = continue_from_weights(
+            model,
+            load(str(shipped)).get_weights(),
+            run_dir,
+            keras_epochs=training["epochs"],
+            steps=training["steps"],
+            wall_seconds=3600.0 * metrics["compute_hours"],
+            source=f"the preset in {shipped.name}/ (the best weights of an earlier "
+            "run)",
+            splits=metrics["splits"],
+        )
+    except ValueError as error:  # another architecture
+        hint = "On the command line, `train --from-scratch` starts a new run."
+        raise ValueError(f"{error} {hint}") from error
     print(
         f"continuing {record['from']}: {record['keras_epochs']} epochs and "
         f"{record['steps']} steps done before"
@@ -430,6 +437,12 @@ def command_line(
     fit = commands.add_parser("train", help="train (resumes)")
     fit.add_argument("--hours", type=float, default=None, help="wall budget")
     fit.add_argument("--verbose", type=int, default=2)
+    fit.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="a new run without a back-up starts afresh, not from the shipped "
+        "preset (for a recipe whose architecture changed)",
+    )
     commands.add_parser("export", help="score on the test block, write the preset")
     args = parser.parse_args(argv)
     run_dir = args.run_dir or default_run_dir(name)
@@ -437,7 +450,11 @@ def command_line(
         simulate(run_dir, args.years, recipe)
     elif args.command == "train":
         result = train(
-            run_dir, args.hours, recipe, verbose=args.verbose, shipped=recipe_dir
+            run_dir,
+            args.hours,
+            recipe,
+            verbose=args.verbose,
+            shipped=None if args.from_scratch else recipe_dir,
         )
         print(json.dumps({k: v for k, v in result.items() if k != "history"}))
     else:

@@ -1,10 +1,11 @@
-"""The shared weather recipe's curriculum and learning-rate schedule."""
+"""The shared weather recipe's curriculum, learning-rate schedule and command line."""
 
 import dataclasses
 
 import keras
 import numpy as np
 
+from keras_sphere.zoo import weather_recipe
 from keras_sphere.zoo.weather_recipe import WeatherRecipe
 from keras_sphere.zoo.weather_recipe import curriculum_for
 from keras_sphere.zoo.weather_recipe import learning_rate_schedule
@@ -68,3 +69,21 @@ def test_fine_tuning_stage_follows_the_cycles_on_the_next_restart():
     schedule = learning_rate_schedule(recipe)
     start = recipe.cycle_epochs * recipe.steps_per_epoch
     np.testing.assert_allclose(float(schedule(start)), 1e-5 + 0.25 * 9e-5, rtol=1e-5)
+
+
+def test_train_goes_on_from_the_shipped_preset_unless_told_to_start_afresh(
+    monkeypatch, tmp_path
+):
+    calls = []
+
+    def train(run_dir, hours, recipe, verbose=2, shipped=None):
+        calls.append(shipped)
+        return {}
+
+    monkeypatch.setattr(weather_recipe, "train", train)
+    run = ["--run-dir", str(tmp_path / "run"), "train"]
+    weather_recipe.command_line("toy", RECIPE, tmp_path / "preset", run)
+    weather_recipe.command_line(
+        "toy", RECIPE, tmp_path / "preset", [*run, "--from-scratch"]
+    )
+    assert calls == [tmp_path / "preset", None]

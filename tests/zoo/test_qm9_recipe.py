@@ -147,14 +147,16 @@ def test_each_preset_has_its_schedule_and_the_card_describes_it(recipe_modules):
     assert card._schedule_text(scratch) == (
         "linear warm-up over 1000 steps to 0.0003, cosine decay planned over 4 "
         "passes, then a warm restart at 0.5 of the peak with cosine decay over "
-        "1.75 passes"
+        "1.75 passes (the restart was planned over 1.5 passes and lengthened to "
+        "1.75 at step 32,000, where the rate rose from 0.90e-4 to 1.04e-4, so that "
+        "the run reaches 12 hours)"
     )
     assert card._schedule_text(fine_tune) == (
         "learning rate 5e-05 from the first step (no warm-up), cosine decay planned "
         "over 0.3 passes"
     )
     # A run directory's recipe.json from before restarts existed reads as none.
-    del scratch["restarts"]
+    del scratch["restarts"], scratch["schedule_changes"]
     assert card._schedule_text(scratch).endswith("cosine decay planned over 4 passes")
 
 

@@ -264,7 +264,10 @@ def _schedule_text(recipe: dict) -> str:
         f"{passes:g} passes"
         for passes, scale in recipe.get("restarts", ())
     )
+    changes = (
+        f" ({recipe['schedule_changes']})" if recipe.get("schedule_changes") else ""
+    )
     return (
         f"{warmup}, cosine decay planned over {recipe['planned_epochs']:g} passes"
-        f"{restarts}"
+        f"{restarts}{changes}"
     )

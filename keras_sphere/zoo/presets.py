@@ -33,8 +33,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "target; trained on real QM9 DFT geometries (dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "e2691456fe7207547800a8544861c7e4e06f2639e35747774386ae185c20106c",  # noqa: E501
-            "task.weights.h5": "fab143754ba94e6e12b082b45a1c483c29c4e85dd488be1e6f7950176a4031d7",  # noqa: E501
+            "model.weights.h5": "3dfecaa2c318befaa7390b19eb85ffbae38effc8135053519125280b66d24687",  # noqa: E501
+            "task.weights.h5": "73464e1416bacf0ea96d56251485cb80f5cec7ee4bb1bc237f13a114446605b6",  # noqa: E501
         },
     },
     "qm9_h": {

@@ -137,6 +137,42 @@ def test_a_fine_tune_is_projected_through_its_source(recipe_modules):
     assert export.project_fine_tune_hours(flat, 100.0, 80.0, own_hours=0.5) is None
 
 
+def test_a_continued_run_is_projected_from_the_shipped_preset(recipe_modules):
+    export, card = recipe_modules("qm9", "export", "card")
+    # Shipped: 50 meV after 9 h; this run's end: 40 meV after 12 h. Within the run
+    # the curve fell steeply (a restart's recovery); the projection takes the two
+    # ends: slope ln(0.8) / ln(4 / 3) = -0.776, 25 meV at 12 * (25/40)**(1/slope).
+    within = {
+        "target": "H",
+        "goal": 25.0,
+        "fitted_epochs": 12,
+        "slope": -1.9,
+        "latest_validation_mae": 40.0,
+        "hours_so_far": 12.0,
+        "hours_to_goal": 15.0,
+    }
+    shipped = dict(within, latest_validation_mae=50.0, hours_so_far=9.0)
+    projection = export.project_from_shipped(within, shipped)
+    slope = np.log(0.8) / np.log(12 / 9)
+    assert projection["slope"] == pytest.approx(slope)
+    assert projection["hours_to_goal"] == pytest.approx(12 * (25 / 40) ** (1 / slope))
+    assert projection["within_run"] == within
+    text = "".join(card._projection_lines(projection))
+    assert "50.0 meV after 9.0 h" in text and "40.0 meV after 12.0 h" in text
+    assert f"about {projection['hours_to_goal']:,.0f} h" in text
+    # qm9_h projects through such a source too.
+    fine_tune = export.project_fine_tune_hours(projection, 40.0, 36.0, own_hours=0.5)
+    assert "from the end of its shipped preset's cycle" in "".join(
+        card._projection_lines(fine_tune)
+    )
+    # A run that got worse gives no estimate.
+    worse = export.project_from_shipped(
+        dict(within, latest_validation_mae=60.0), shipped
+    )
+    assert worse["hours_to_goal"] is None
+    assert "no estimate" in "".join(card._projection_lines(worse))
+
+
 def test_each_preset_has_its_schedule_and_the_card_describes_it(recipe_modules):
     recipe, card = recipe_modules("qm9", "recipe", "card")
     scratch, fine_tune = recipe.recipe_record("qm9"), recipe.recipe_record("qm9_h")

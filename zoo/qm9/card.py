@@ -18,6 +18,45 @@ def _row(name, metrics, unit):
     )
 
 
+def _source_fit_text(projection) -> str:
+    if projection.get("source_method") == "from_shipped":
+        return "from the end of its shipped preset's cycle to its last epoch"
+    return f"fitted to its last {projection['fitted_epochs']} epochs"
+
+
+def _from_shipped_lines(projection) -> list[str]:
+    goal, target = projection["goal"], projection["target"]
+    if projection["hours_to_goal"] is None:
+        reach = "does not fall, so it gives no estimate of the hours still needed"
+    else:
+        more = projection["hours_to_goal"] - projection["hours_so_far"]
+        reach = (
+            f"reaches {goal:g} meV after about {projection['hours_to_goal']:,.0f} h "
+            f"of training on this machine, {more:,.0f} h more"
+        )
+    within = projection["within_run"]
+    within_text = (
+        f" (slope {within['slope']:.2f} over its last {within['fitted_epochs']} "
+        f"epochs, {within['hours_to_goal']:,.0f} h in all)"
+        if within.get("hours_to_goal")
+        else ""
+    )
+    return [
+        f"Projection: a power law (MAE proportional to hours^slope) through the "
+        f"validation {target} MAE of the preset this run continued "
+        f"({projection['shipped_validation_mae']:.1f} meV after "
+        f"{projection['shipped_hours']:.1f} h) and of this run's last epoch "
+        f"({projection['latest_validation_mae']:.1f} meV after "
+        f"{projection['hours_so_far']:.1f} h), both at the end of a decayed learning "
+        f"rate: slope {projection['slope']:.2f}; it {reach}. This run's own curve "
+        f"falls faster{within_text}, but that is mostly its recovery from the warm "
+        "restart, which threw the model back. This assumes the rate between the "
+        "two ends goes on; the half-width model may level off, so read it as an "
+        "order of magnitude.",
+        "",
+    ]
+
+
 def _projection_lines(projection) -> list[str]:
     if not projection:
         return []
@@ -29,13 +68,15 @@ def _projection_lines(projection) -> list[str]:
             f"MAE is {projection['ratio_to_source']:.2f} times its source's, so it "
             f"would reach {projection['goal']:g} meV once the source reaches "
             f"{projection['source_goal']:.1f} meV, which the source's power law "
-            f"(slope {projection['slope']:.2f}, fitted to its last "
-            f"{projection['fitted_epochs']} epochs) puts at about "
+            f"(slope {projection['slope']:.2f}, {_source_fit_text(projection)}) "
+            "puts at about "
             f"{projection['hours_to_goal']:,.0f} h of training in all, "
             f"{more:,.0f} h more. This assumes the ratio holds and the source's "
             "recent rate of improvement goes on: read it as an order of magnitude.",
             "",
         ]
+    if projection.get("method") == "from_shipped":
+        return _from_shipped_lines(projection)
     fitted = (
         f"a power law (MAE proportional to hours^slope) fitted to the validation "
         f"{projection['target']} MAE of the last {projection['fitted_epochs']} epochs"

@@ -44,6 +44,14 @@ def test_a_lost_run_continues_from_the_shipped_preset(recipe, tmp_path):
     assert inherited["wall_seconds"] == pytest.approx(
         3600 * shipped["training"]["wall_hours"]
     )
+    # Where the shipped run ended, for the export's projection (kept in the run
+    # directory, since the export replaces the shipped metrics).
+    end = shipped["training"]["projection"]
+    assert inherited["continued_end"] == {
+        "target": "H",
+        "hours": pytest.approx(end["hours_so_far"]),
+        "validation_mae": pytest.approx(end["latest_validation_mae"]),
+    }
     assert inherited_of(tmp_path / "elsewhere") == {}
 
 
@@ -151,7 +159,7 @@ def test_a_continued_run_is_projected_from_the_shipped_preset(recipe_modules):
         "hours_so_far": 12.0,
         "hours_to_goal": 15.0,
     }
-    shipped = dict(within, latest_validation_mae=50.0, hours_so_far=9.0)
+    shipped = {"target": "H", "hours": 9.0, "validation_mae": 50.0}
     projection = export.project_from_shipped(within, shipped)
     slope = np.log(0.8) / np.log(12 / 9)
     assert projection["slope"] == pytest.approx(slope)
@@ -226,8 +234,9 @@ def test_an_export_never_replaces_better_shipped_weights(recipe_modules, tmp_pat
     ]
     assert export.shipped_loss_to_beat(recipe, shipped) == to_beat
     export.check_beats_shipped(to_beat * 0.99, recipe, shipped)  # better: exports
+    export.check_beats_shipped(to_beat, recipe, shipped)  # the same run, again
     with pytest.raises(SystemExit, match="--force"):
-        export.check_beats_shipped(to_beat, recipe, shipped)
+        export.check_beats_shipped(to_beat * 1.01, recipe, shipped)
     # Another validation sample or label model: the losses do not compare.
     other = {**recipe, "validation_molecules": recipe["validation_molecules"] + 1}
     assert export.shipped_loss_to_beat(other, shipped) is None

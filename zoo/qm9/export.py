@@ -142,7 +142,7 @@ def project_hours_to_goal(
     )
 
 
-def project_from_shipped(within_run: dict, shipped: dict) -> dict:
+def project_from_shipped(within_run: dict, continued_end: dict) -> dict:
     """When the validation MAE would reach the goal, measured from the shipped preset
     that this run continued to this run's last epoch.
 
@@ -152,9 +152,11 @@ def project_from_shipped(within_run: dict, shipped: dict) -> dict:
     slope of -1.9 within the run against -0.34 from one cycle's end to the next).
     The power law through the two points, both at the end of a decayed learning
     rate, compares like with like. `within_run`: ``project_hours_to_goal`` of this
-    run (kept, as ``within_run``); `shipped`: the shipped preset's projection.
+    run (kept, as ``within_run``); `continued_end`: the shipped preset's last
+    epoch, as the run recorded it when it started (``inherited.json``'s
+    "continued_end": "hours" of training, "validation_mae" in report units).
     """
-    before = (shipped["hours_so_far"], shipped["latest_validation_mae"])
+    before = (continued_end["hours"], continued_end["validation_mae"])
     now = (within_run["hours_so_far"], within_run["latest_validation_mae"])
     slope = float(np.log(now[1] / before[1]) / np.log(now[0] / before[0]))
     reach = None
@@ -277,10 +279,12 @@ def check_beats_shipped(
 
     A run continued from the shipped preset keeps only its own epochs in
     best.weights.h5: until it beats the shipped weights, exporting it would ship
-    a worse model. Raises SystemExit saying what to do (train on, or --force).
+    a worse model. An equal loss is the shipped checkpoint itself (the run that
+    made it, exported again), which may be. Raises SystemExit saying what to do
+    (train on, or --force).
     """
     to_beat = shipped_loss_to_beat(run_recipe, directory)
-    if to_beat is not None and run_best >= to_beat:
+    if to_beat is not None and run_best > to_beat:
         raise SystemExit(
             f"the run's best validation loss {run_best:.4f} does not beat the "
             f"shipped {directory.name} preset's {to_beat:.4f} (same validation "
@@ -308,13 +312,6 @@ def export(args) -> None:
     best_val_loss = min(r["val_loss"] for r in history if "val_loss" in r)
     if not getattr(args, "force", False):
         check_beats_shipped(best_val_loss, recipe, ZOO / preset)
-    # Read before the export replaces it: where the run's projection starts.
-    shipped_path = ZOO / preset / "metrics.json"
-    shipped_projection = (
-        json.loads(shipped_path.read_text())["training"].get("projection")
-        if shipped_path.exists()
-        else None
-    )
     splits = load_splits()
     train_y = labels_of(splits["train"], targets)
     mean, std, reference = label_model(
@@ -392,15 +389,16 @@ def export(args) -> None:
                 hours_before,
                 key=validation_mae_key(targets, "H"),
             )
-            continued = str(inherited.get("from", "")).startswith(f"zoo/{preset} ")
+            # Recorded when the run continued the shipped preset, so a re-export
+            # (after this one replaced the shipped metrics) projects the same way.
+            continued_end = inherited.get("continued_end")
             if (
-                continued
-                and shipped_projection
-                and shipped_projection.get("latest_validation_mae")
+                continued_end
+                and continued_end["target"] == "H"
                 and "latest_validation_mae" in projection
-                and projection["hours_so_far"] > shipped_projection["hours_so_far"]
+                and projection["hours_so_far"] > continued_end["hours"]
             ):
-                projection = project_from_shipped(projection, shipped_projection)
+                projection = project_from_shipped(projection, continued_end)
             metrics["training"]["projection"] = projection
     directory = ZOO / preset
     metadata = {

@@ -190,6 +190,16 @@ def _continue_shipped_preset(model, preset: str, run_dir: pathlib.Path) -> None:
 
     shipped = keras_sphere.zoo.load(str(ZOO / preset))
     training = json.loads((ZOO / preset / "metrics.json").read_text())["training"]
+    projection = training.get("projection") or {}
+    details = {}
+    if projection.get("latest_validation_mae"):
+        # Where the shipped run ended (validation MAE at its last epoch): the
+        # export projects from there to this run's end (`project_from_shipped`).
+        details["continued_end"] = {
+            "target": projection["target"],
+            "hours": float(projection["hours_so_far"]),
+            "validation_mae": float(projection["latest_validation_mae"]),
+        }
     inherited = continue_from_weights(
         model,
         shipped.get_weights(),
@@ -198,6 +208,7 @@ def _continue_shipped_preset(model, preset: str, run_dir: pathlib.Path) -> None:
         steps=int(training["steps"]),
         wall_seconds=float(training["wall_hours"]) * 3600.0,
         source=f"zoo/{preset} (the best weights of an earlier run)",
+        **details,
     )
     print(f"continuing zoo/{preset}: {inherited['steps']} steps done before")
 

@@ -45,8 +45,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "tail, fine-tuned on H alone (real QM9 DFT geometries, dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "8de4d388b83a4edac8d39b35438feabed4af2c32752ddaa1307ac3eae8d9e856",  # noqa: E501
-            "task.weights.h5": "363a18f60415e26869ef3d9750fd87012a203fed5f91a097a4628a0ebb857d58",  # noqa: E501
+            "model.weights.h5": "717270e4c3e572355fcbab1d478b6bc32d8a538a577a1977eef24a5930099e42",  # noqa: E501
+            "task.weights.h5": "0298901aa1eed8aff10cb17107dba49c7cf60067809692584f290868ad661946",  # noqa: E501
         },
     },
     "weather_64": {

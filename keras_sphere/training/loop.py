@@ -119,7 +119,9 @@ class _History(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, "seconds": round(time.time() - self.started, 1)}
         row.update({k: float(v) for k, v in (logs or {}).items()})
         rows = read_history(self.path) if self.path.exists() else []
-        rows = [r for r in rows if int(r["epoch"]) < epoch + 1] + [row]
+        # Earlier rows come back as floats: keep the epoch column whole numbers.
+        rows = [{**r, "epoch": int(r["epoch"])} for r in rows if r["epoch"] < epoch + 1]
+        rows.append(row)
         fields = list(dict.fromkeys(k for r in rows for k in r))
         with open(self.path, "w", newline="") as stream:
             writer = csv.DictWriter(stream, fields)

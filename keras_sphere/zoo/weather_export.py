@@ -31,7 +31,6 @@ __all__ = [
     "goals",
     "headline",
     "sample_leads",
-    "simulation_hours",
     "upsampled_preset_forecast",
 ]
 
@@ -39,21 +38,6 @@ HEADLINE_LEADS_H = (6, 24, 72, 120)
 UNITS = ("m2 s-2", "K", "m s-1", "m s-1")  # of VARIABLES
 # (latitude, longitude) of reference.json's points as eighths of the grid.
 REFERENCE_POINTS = [(1, 0), (2, 3), (3, 5), (4, 1), (5, 6), (6, 4), (7, 7)]
-
-
-def simulation_hours(run_dir: pathlib.Path) -> float:
-    """Wall hours of the simulation, from the simulate log's last line per call."""
-    log = run_dir.parent / f"{run_dir.name}_simulate.log"
-    if not log.exists():
-        return float("nan")
-    seconds, previous = 0.0, 0.0
-    for line in log.read_text().splitlines():
-        if line.endswith(" s") and ", " in line:
-            value = float(line.rsplit(", ", 1)[1][:-2])
-            if value < previous:  # a new call: its clock starts again
-                seconds += previous
-            previous = value
-    return (seconds + previous) / 3600
 
 
 def headline(scores, recipe: WeatherRecipe) -> dict:
@@ -299,6 +283,7 @@ def export_weather_preset(
 
     import keras_sphere
     from keras_sphere import weather
+    from keras_sphere.data.weather import simulation_wall_hours
     from keras_sphere.training.loop import inherited_of
     from keras_sphere.training.loop import lineage_totals
     from keras_sphere.training.loop import read_history
@@ -334,7 +319,7 @@ def export_weather_preset(
         "rmse": headline(scores, recipe),
         "test_forecasts": int(forecasts.sizes["time"]),
         "compute_hours": totals["wall_seconds"] / 3600,
-        "simulation_hours": simulation_hours(run_dir),
+        "simulation_hours": simulation_wall_hours(data_path(run_dir, recipe)),
         # Where the simulation started (a restart names its source run's days).
         "initial_condition": xarray.open_zarr(data_path(run_dir, recipe)).attrs[
             "initial_condition"
@@ -355,7 +340,8 @@ def export_weather_preset(
             "epochs": inherited["keras_epochs"],
             "steps": inherited["steps"],
             "hours": inherited["wall_seconds"] / 3600,
-            "same_data": inherited.get("splits") == split_info,
+            "same_data": inherited.get("splits") == split_info
+            and inherited.get("initial_condition") == metrics["initial_condition"],
         }
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_scores(scores, forecasts, test, out_dir, recipe)

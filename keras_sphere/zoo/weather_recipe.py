@@ -402,6 +402,9 @@ def _continue_shipped(
             source=f"the preset in {shipped.name}/ (the best weights of an earlier "
             "run)",
             splits=metrics["splits"],
+            # The simulation it was trained on: equal splits (the same simulated
+            # calendar) do not make the same data.
+            initial_condition=metrics.get("initial_condition"),
         )
     except ValueError as error:  # another architecture
         hint = "On the command line, `train --from-scratch` starts a new run."

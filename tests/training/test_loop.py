@@ -47,6 +47,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     rows = read_history(tmp_path / "b" / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    epochs = (tmp_path / "b" / "history.csv").read_text().splitlines()[1:]
+    assert [line.split(",")[0] for line in epochs] == ["1", "2", "3", "4"]  # not 1.0
     assert (tmp_path / "b" / "learning_curve.png").stat().st_size > 0
 
 

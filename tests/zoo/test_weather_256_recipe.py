@@ -83,6 +83,8 @@ def test_recipe_runs_end_to_end_at_toy_size(recipe_modules, tmp_path, monkeypatc
     # The start is described from the data's provenance, days included.
     assert "started from\n  the state of a Held-Suarez run at T10 with 4 sigma" in card
     assert "better than weather_64 at every lead" in card
+    # The simulation's wall time comes from its checkpoint.
+    assert 0 < metrics["simulation_hours"] < 1
 
     import keras_sphere
 

@@ -8,6 +8,7 @@ streamed from disk). Forecasts and their scores are `keras_sphere.weather`.
 """
 
 from keras_sphere.data.weather.held_suarez import simulate_held_suarez
+from keras_sphere.data.weather.held_suarez import simulation_wall_hours
 from keras_sphere.data.weather.normalization import ChannelLayout
 from keras_sphere.data.weather.normalization import Normalization
 from keras_sphere.data.weather.normalization import compute_normalization

@@ -310,7 +310,7 @@ def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose
         tuple(config["levels"]),
     )
     spinup_intervals = round(config["spinup_days"] * 24 / OUTPUT_HOURS)
-    state, done = _load_checkpoint(simulator, checkpoint, config)
+    state, done, spent_before = _load_checkpoint(simulator, checkpoint, config)
     start = checkpoint.with_name(
         checkpoint.name.removesuffix(".checkpoint.npz") + ".start.npz"
     )
@@ -322,7 +322,7 @@ def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose
                 f"years <= {written / (DAYS_PER_YEAR * 4)!r} to read what is there, "
                 "or delete the dataset to start again."
             )
-        state, done = _initial_state(simulator, config, start), 0
+        state, done, spent_before = _initial_state(simulator, config, start), 0, 0.0
     initial_condition = (
         held_suarez_restart.describe_start(
             start, config["truncation"], config["n_sigma_levels"]
@@ -342,12 +342,16 @@ def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose
         written = in_store
     label = f"Held-Suarez T{config['truncation']} L{config['n_sigma_levels']}"
     start = time.perf_counter()
+
+    def wall_seconds() -> float:  # of every call that made the checkpoint
+        return spent_before + time.perf_counter() - start
+
     while done < spinup_intervals:
         n = min(chunk_outputs, spinup_intervals - done)
         for _ in range(n):  # the output step, its fields unused: one compilation
             _, state = simulator.output_and_advance(state)
         done += n
-        _save_checkpoint(checkpoint, state, done, config)
+        _save_checkpoint(checkpoint, state, done, config, wall_seconds())
         _report(verbose, label, "spin-up", done, spinup_intervals, start)
     while written < n_times:
         n = min(chunk_outputs, n_times - written)
@@ -359,8 +363,23 @@ def _run(xr, config, store, checkpoint, written, n_times, chunk_outputs, verbose
         _append(xr, store, simulator, config, stacked, written, initial_condition)
         written += n
         done += n
-        _save_checkpoint(checkpoint, state, done, config)
+        _save_checkpoint(checkpoint, state, done, config, wall_seconds())
         _report(verbose, label, "output", written, n_times, start)
+
+
+def simulation_wall_hours(path: str | os.PathLike) -> float:
+    """Wall hours that made the run at `path` so far (from its checkpoint).
+
+    NaN when the checkpoint is missing or predates this record.
+    """
+    path = pathlib.Path(path)
+    checkpoint = path.with_name(path.name + ".checkpoint.npz")
+    if not checkpoint.exists():
+        return float("nan")
+    with np.load(checkpoint) as stored:
+        if "wall_seconds" not in stored:
+            return float("nan")
+        return float(stored["wall_seconds"]) / 3600
 
 
 def _initial_state(simulator, config: dict, start: pathlib.Path):
@@ -391,13 +410,20 @@ def _report(verbose, label, stage, done, total, start) -> None:
         )
 
 
-def _save_checkpoint(checkpoint: pathlib.Path, state, done: int, config) -> None:
-    """Write the modal state atomically (temporary file, then rename)."""
+def _save_checkpoint(
+    checkpoint: pathlib.Path, state, done: int, config, wall_seconds: float = 0.0
+) -> None:
+    """Write the modal state atomically (temporary file, then rename).
+
+    `wall_seconds`: the simulation's wall time so far, summed over the calls that
+    made the state (work redone after an interruption counts once).
+    """
     arrays = {k: np.asarray(v) for k, v in state.asdict().items() if k != "tracers"}
     temporary = checkpoint.with_name(checkpoint.name + ".tmp.npz")
     np.savez(
         temporary,
         done=np.int64(done),
+        wall_seconds=np.float64(wall_seconds),
         config=np.str_(json.dumps(config, sort_keys=True)),
         **{f"state_{k}": v for k, v in arrays.items()},
     )
@@ -405,9 +431,9 @@ def _save_checkpoint(checkpoint: pathlib.Path, state, done: int, config) -> None
 
 
 def _load_checkpoint(simulator, checkpoint: pathlib.Path, config):
-    """(state, 6-hour intervals done) from the checkpoint, or (None, 0)."""
+    """(state, 6 h intervals done, wall seconds) of the checkpoint, or (None, 0, 0)."""
     if not checkpoint.exists():
-        return None, 0
+        return None, 0, 0.0
     with np.load(checkpoint) as stored:
         _check_config(json.loads(str(stored["config"])), config, checkpoint)
         arrays = {
@@ -415,7 +441,9 @@ def _load_checkpoint(simulator, checkpoint: pathlib.Path, config):
             for k in stored.files
             if k.startswith("state_")
         }
-        return simulator.state_from_arrays(arrays), int(stored["done"])
+        # A checkpoint written before the wall time was recorded counts from here.
+        spent = float(stored["wall_seconds"]) if "wall_seconds" in stored else 0.0
+        return simulator.state_from_arrays(arrays), int(stored["done"]), spent
 
 
 # --- storage -------------------------------------------------------------------

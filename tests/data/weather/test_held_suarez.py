@@ -20,6 +20,7 @@ from keras_sphere.data.weather import held_suarez  # noqa: E402
 from keras_sphere.data.weather.held_suarez import DAYS_PER_YEAR  # noqa: E402
 from keras_sphere.data.weather.held_suarez import EPOCH  # noqa: E402
 from keras_sphere.data.weather.held_suarez import simulate_held_suarez  # noqa: E402
+from keras_sphere.data.weather.held_suarez import simulation_wall_hours  # noqa: E402
 
 SMALL = dict(
     truncation=21,
@@ -140,9 +141,14 @@ def test_extending_in_two_calls_matches_one_run(reference, tmp_path):
     path = tmp_path / "extended.zarr"
     first = simulate_held_suarez(path, years=years(2), **SMALL)
     assert first.sizes["time"] == 2
+    first_hours = simulation_wall_hours(path)
+    assert 0 < first_hours < 1
     options = dict(SMALL, checkpoint_days=0.25)  # chunking does not matter
     extended = simulate_held_suarez(path, years=years(N_TIMES), **options)
     assert_same_data(extended, reference[1])
+    # The wall time adds up over the calls that made the data.
+    assert simulation_wall_hours(path) > first_hours
+    assert np.isnan(simulation_wall_hours(tmp_path / "never_run.zarr"))
     again = simulate_held_suarez(path, years=years(3), **SMALL)  # stored: no run
     assert_same_data(again, reference[1].isel(time=slice(0, 3)))
 

@@ -69,7 +69,7 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "Held-Suarez atmosphere (T85), not ERA5."
         ),
         "sha256": {
-            "model.weights.h5": "e994a0349462830dfcb13b44909ef12164d94ab827d747205150c41c754f1fba",  # noqa: E501
+            "model.weights.h5": "a36c7419cea3ec29655315c2c5dd1ae34cec1e58c29b6a5a0e55d38fe8c5d442",  # noqa: E501
         },
     },
 }

@@ -158,7 +158,7 @@ def simulate_held_suarez(
     path = pathlib.Path(path)
     is_netcdf = path.suffix == ".nc"
     store = path.with_name(path.name + ".partial.zarr") if is_netcdf else path
-    checkpoint = path.with_name(path.name + ".checkpoint.npz")
+    checkpoint = _checkpoint_path(path)
 
     if is_netcdf and path.exists() and not store.exists():
         finished = xr.open_dataset(path)
@@ -372,14 +372,18 @@ def simulation_wall_hours(path: str | os.PathLike) -> float:
 
     NaN when the checkpoint is missing or predates this record.
     """
-    path = pathlib.Path(path)
-    checkpoint = path.with_name(path.name + ".checkpoint.npz")
+    checkpoint = _checkpoint_path(pathlib.Path(path))
     if not checkpoint.exists():
         return float("nan")
     with np.load(checkpoint) as stored:
         if "wall_seconds" not in stored:
             return float("nan")
         return float(stored["wall_seconds"]) / 3600
+
+
+def _checkpoint_path(path: pathlib.Path) -> pathlib.Path:
+    """``<path>.checkpoint.npz``: the model state a run at `path` continues from."""
+    return path.with_name(path.name + ".checkpoint.npz")
 
 
 def _initial_state(simulator, config: dict, start: pathlib.Path):
@@ -411,7 +415,7 @@ def _report(verbose, label, stage, done, total, start) -> None:
 
 
 def _save_checkpoint(
-    checkpoint: pathlib.Path, state, done: int, config, wall_seconds: float = 0.0
+    checkpoint: pathlib.Path, state, done: int, config, wall_seconds: float
 ) -> None:
     """Write the modal state atomically (temporary file, then rename).
 

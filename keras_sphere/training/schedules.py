@@ -151,9 +151,21 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     @property
+    def cycle_ends(self) -> tuple[int, ...]:
+        """The step where each cycle ends: the first, then each restart's.
+
+        The rate has decayed to 0 there: the points where a learning curve
+        compares like with like.
+        """
+        ends = [self.total_steps]
+        for steps, _ in self.restarts:
+            ends.append(ends[-1] + steps)
+        return tuple(ends)
+
+    @property
     def end_step(self) -> int:
         """The step where the last cycle (the first, or the last restart) ends."""
-        return self.total_steps + sum(steps for steps, _ in self.restarts)
+        return self.cycle_ends[-1]
 
     @classmethod
     def from_epochs(

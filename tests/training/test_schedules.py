@@ -104,7 +104,11 @@ def test_warm_restarts_follow_the_first_cycle():
     schedule = WarmupCosineDecay(
         0.1, total_steps=110, warmup_steps=10, restarts=((40, 0.5), (20, 0.25))
     )
+    assert schedule.cycle_ends == (110, 150, 170)
     assert schedule.end_step == 170
+    # Each cycle's last step is under 1% of the rate it started at.
+    for start, end in zip((10, 110, 150), schedule.cycle_ends, strict=True):
+        assert rate(schedule, end - 1) < 0.01 * rate(schedule, start)
     first = WarmupCosineDecay(0.1, total_steps=110, warmup_steps=10)
     for step in (0, 5, 10, 60, 109):
         assert rate(schedule, step) == pytest.approx(rate(first, step), abs=1e-9)

@@ -160,25 +160,69 @@ def test_a_continued_run_is_projected_from_the_shipped_preset(recipe_modules):
         "hours_to_goal": 15.0,
     }
     shipped = {"target": "H", "hours": 9.0, "validation_mae": 50.0}
-    projection = export.project_from_shipped(within, shipped)
+    projection = export.project_from_shipped(within, shipped, [(12.0, 40.0)])
     slope = np.log(0.8) / np.log(12 / 9)
     assert projection["slope"] == pytest.approx(slope)
     assert projection["hours_to_goal"] == pytest.approx(12 * (25 / 40) ** (1 / slope))
     assert projection["within_run"] == within
     text = "".join(card._projection_lines(projection))
-    assert "50.0 meV after 9.0 h" in text and "40.0 meV after 12.0 h" in text
+    assert "50.0 meV after 9.0 h (the preset this run continued)" in text
+    assert "40.0 meV after 12.0 h" in text
     assert f"about {projection['hours_to_goal']:,.0f} h" in text
+    # With no finished cycle in the run, its last epoch stands in for one.
+    assert export.project_from_shipped(within, shipped, [])["slope"] == pytest.approx(
+        slope
+    )
     # qm9_h projects through such a source too.
     fine_tune = export.project_fine_tune_hours(projection, 40.0, 36.0, own_hours=0.5)
-    assert "from the end of its shipped preset's cycle" in "".join(
+    assert "through the ends of its learning-rate cycles" in "".join(
         card._projection_lines(fine_tune)
     )
     # A run that got worse gives no estimate.
-    worse = export.project_from_shipped(
-        dict(within, latest_validation_mae=60.0), shipped
-    )
+    worse = export.project_from_shipped(within, shipped, [(12.0, 60.0)])
     assert worse["hours_to_goal"] is None
     assert "no estimate" in "".join(card._projection_lines(worse))
+
+
+def test_the_projection_fits_only_the_ends_of_learning_rate_cycles(recipe_modules):
+    from keras_sphere.models.qm9 import TARGETS
+
+    export, card = recipe_modules("qm9", "export", "card")
+    to_hartree = 1 / TARGETS["H"]["report_scale"]
+    # A run of 12 epochs of 100 steps, half an hour each, after 1,000 inherited
+    # steps and 9 hours: cycles end at steps 1,000 (the shipped preset), 1,600
+    # (epoch 6) and 2,150 (epoch 11: its last 50 steps are in epoch 12), and
+    # 3,000 (not reached). On the cycle ends the MAE is 60 * hours**-0.5; the
+    # epochs in between are thrown back by the restarts (100 meV), and would
+    # steepen any fit over epochs.
+    cycle_end_epochs = {6, 11}
+    history = []
+    for epoch in range(1, 13):
+        hours = 9 + 0.5 * epoch
+        mae = 60 * hours**-0.5 if epoch in cycle_end_epochs else 100.0
+        history.append({"seconds": 1800.0, "val_H_mae": mae * to_hartree})
+    points = export.cycle_end_points(
+        history,
+        "val_H_mae",
+        "H",
+        cycle_ends=(1000, 1600, 2150, 3000),
+        inherited_steps=1000,
+        steps_per_epoch=100,
+        inherited_hours=9.0,
+    )
+    assert [h for h, _ in points] == pytest.approx([12.0, 14.5])
+    assert [m for _, m in points] == pytest.approx([60 * 12**-0.5, 60 * 14.5**-0.5])
+    within = export.project_hours_to_goal(history, "H", 5.0, 9.0)
+    shipped = {"target": "H", "hours": 9.0, "validation_mae": 60 * 9**-0.5}
+    projection = export.project_from_shipped(within, shipped, points)
+    assert projection["slope"] == pytest.approx(-0.5)
+    # From the last cycle end: 60 * h**-0.5 = 5 at h = 144.
+    assert projection["hours_to_goal"] == pytest.approx(144.0)
+    assert projection["hours_at_latest"] == pytest.approx(14.5)
+    assert projection["hours_so_far"] == pytest.approx(15.0)
+    text = "".join(card._projection_lines(projection))
+    assert "least squares, slope -0.50" in text
+    assert "after 12.0 h and" in text and "after 14.5 h (" in text
 
 
 def test_each_preset_has_its_schedule_and_the_card_describes_it(recipe_modules):
@@ -190,10 +234,12 @@ def test_each_preset_has_its_schedule_and_the_card_describes_it(recipe_modules):
     assert fine_tune["planned_epochs"] < scratch["planned_epochs"]
     assert card._schedule_text(scratch) == (
         "linear warm-up over 1000 steps to 0.0003, cosine decay planned over 4 "
-        "passes, then a warm restart at 0.5 of the peak with cosine decay over "
-        "1.75 passes (the restart was planned over 1.5 passes and lengthened to "
-        "1.75 at step 32,000, where the rate rose from 0.90e-4 to 1.04e-4, so that "
-        "the run reaches 12 hours)"
+        "passes, then a warm restart at 0.5 of the peak (0.00015) with cosine "
+        "decay over 1.75 passes, then a warm restart at 0.167 of the peak (5e-05) "
+        "with cosine decay over 0.75 passes (the first restart was planned over "
+        "1.5 passes and lengthened to 1.75 at step 32,000, where the rate rose from "
+        "0.90e-4 to 1.04e-4, so that the run reaches 12 hours; the second was "
+        "added after the first had ended, at step 39,500)"
     )
     assert card._schedule_text(fine_tune) == (
         "learning rate 5e-05 from the first step (no warm-up), cosine decay planned "
@@ -208,11 +254,14 @@ def test_the_schedule_counts_passes_in_steps(recipe):
     steps_per_pass = 110_000 // 16
     schedule = recipe.learning_rate_schedule("qm9", steps_per_pass)
     assert (schedule.total_steps, schedule.warmup_steps) == (27_500, 1000)
-    assert schedule.restarts == ((12_031, 0.5),)
-    assert schedule.end_step == 39_531
-    # The restart begins at half the peak, where the first cycle had reached 0.
+    assert schedule.restarts == ((12_031, 0.5), (5_156, pytest.approx(1 / 6)))
+    assert schedule.cycle_ends == (27_500, 39_531, 44_687)
+    # The first restart begins at half the peak, where the first cycle had
+    # reached 0; the second at 5e-5 (qm9_h's fine-tuning rate).
     assert float(schedule(27_499)) < 1e-9
     assert float(schedule(27_500)) == pytest.approx(1.5e-4, rel=1e-6)
+    assert float(schedule(39_530)) < 1e-9
+    assert float(schedule(39_531)) == pytest.approx(5e-5, rel=1e-6)
 
 
 def test_a_fine_tune_restarts_from_its_source_and_a_run_resumes(recipe, tmp_path):

@@ -20,38 +20,48 @@ def _row(name, metrics, unit):
 
 def _source_fit_text(projection) -> str:
     if projection.get("source_method") == "from_shipped":
-        return "from the end of its shipped preset's cycle to its last epoch"
+        return "through the ends of its learning-rate cycles"
     return f"fitted to its last {projection['fitted_epochs']} epochs"
+
+
+def _cycle_ends_text(points) -> str:
+    """The cycle ends, (hours, MAE in meV) each, as the card's text: "50.4 meV
+    after 9.1 h (the preset this run continued), 45.7 meV after 12.1 h and ..."."""
+    texts = [f"{mae:.1f} meV after {hours:.1f} h" for hours, mae in points]
+    texts[0] += " (the preset this run continued)"
+    if len(texts) == 1:
+        return texts[0]
+    return ", ".join(texts[:-1]) + " and " + texts[-1]
 
 
 def _from_shipped_lines(projection) -> list[str]:
     goal, target = projection["goal"], projection["target"]
     if projection["hours_to_goal"] is None:
-        reach = "does not fall, so it gives no estimate of the hours still needed"
+        reach = "it does not fall, so it gives no estimate of the hours still needed"
     else:
         more = projection["hours_to_goal"] - projection["hours_so_far"]
         reach = (
-            f"reaches {goal:g} meV after about {projection['hours_to_goal']:,.0f} h "
-            f"of training on this machine, {more:,.0f} h more"
+            f"from the last, it reaches {goal:g} meV after about "
+            f"{projection['hours_to_goal']:,.0f} h of training on this machine, "
+            f"{more:,.0f} h more"
         )
     within = projection["within_run"]
     within_text = (
-        f" (slope {within['slope']:.2f} over its last {within['fitted_epochs']} "
-        f"epochs, {within['hours_to_goal']:,.0f} h in all)"
+        f" (slope {within['slope']:.2f} over this run's last "
+        f"{within['fitted_epochs']} epochs, {within['hours_to_goal']:,.0f} h in all)"
         if within.get("hours_to_goal")
         else ""
     )
+    points = projection["cycle_ends"]
+    fit = "least squares, " if len(points) > 2 else ""
     return [
         f"Projection: a power law (MAE proportional to hours^slope) through the "
-        f"validation {target} MAE of the preset this run continued "
-        f"({projection['shipped_validation_mae']:.1f} meV after "
-        f"{projection['shipped_hours']:.1f} h) and of this run's last epoch "
-        f"({projection['latest_validation_mae']:.1f} meV after "
-        f"{projection['hours_so_far']:.1f} h), both at the end of a decayed learning "
-        f"rate: slope {projection['slope']:.2f}; it {reach}. This run's own curve "
-        f"falls faster{within_text}, but that is mostly its recovery from the warm "
-        "restart, which threw the model back. This assumes the rate between the "
-        "two ends goes on; the half-width model may level off, so read it as an "
+        f"validation {target} MAE at the end of each learning-rate cycle, where "
+        f"the rate has decayed to 0: {_cycle_ends_text(points)} ({fit}slope "
+        f"{projection['slope']:.2f}); {reach}. Within a cycle the curve falls "
+        f"faster{within_text}, but that is mostly the recovery from a warm "
+        "restart, which throws the model back. This assumes the rate between "
+        "cycle ends goes on; the half-width model may level off, so read it as an "
         "order of magnitude.",
         "",
     ]
@@ -301,7 +311,8 @@ def _schedule_text(recipe: dict) -> str:
         else f"learning rate {peak} from the first step (no warm-up)"
     )
     restarts = "".join(
-        f", then a warm restart at {scale:g} of the peak with cosine decay over "
+        f", then a warm restart at {scale:.3g} of the peak "
+        f"({scale * recipe['peak_learning_rate']:.2g}) with cosine decay over "
         f"{passes:g} passes"
         for passes, scale in recipe.get("restarts", ())
     )

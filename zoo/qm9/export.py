@@ -24,6 +24,7 @@ from recipe import curve_metrics
 from recipe import inputs_of
 from recipe import label_model
 from recipe import labels_of
+from recipe import learning_rate_schedule
 from recipe import load_splits
 from recipe import recipe_record
 from recipe import targets_of
@@ -142,35 +143,74 @@ def project_hours_to_goal(
     )
 
 
-def project_from_shipped(within_run: dict, continued_end: dict) -> dict:
-    """When the validation MAE would reach the goal, measured from the shipped preset
-    that this run continued to this run's last epoch.
+def cycle_end_points(
+    history,
+    key: str,
+    target: str,
+    cycle_ends,
+    inherited_steps: int,
+    steps_per_epoch: int,
+    inherited_hours: float = 0.0,
+) -> list[tuple[float, float]]:
+    """(hours, validation MAE in report units) of the run's epochs that end a
+    learning-rate cycle.
+
+    Epoch k of the run (1-based) ends at step ``inherited_steps + k *
+    steps_per_epoch``; the epoch that ends a cycle is the last one before the
+    step where the cycle ends (`cycle_ends`, the schedule's). Cycles the run
+    has not finished, and those that ended before it started, give no point.
+    """
+    from keras_sphere.models.qm9.qm9_targets import to_report_units
+
+    hours = inherited_hours + np.cumsum([row["seconds"] for row in history]) / 3600
+    points = []
+    for end in cycle_ends:
+        epoch = (end - inherited_steps) // steps_per_epoch
+        if 1 <= epoch <= len(history) and key in history[epoch - 1]:
+            mae = float(to_report_units(target, history[epoch - 1][key]))
+            points.append((float(hours[epoch - 1]), mae))
+    return points
+
+
+def project_from_shipped(
+    within_run: dict, continued_end: dict, cycle_ends: list[tuple[float, float]]
+) -> dict:
+    """When the validation MAE would reach the goal, from the ends of the
+    learning-rate cycles: the shipped preset's that this run continued, then
+    each cycle this run finished.
 
     A run continued from the shipped preset starts with a warm restart (or fresh
-    Adam moments) that throws the model back; its own curve then falls fast while
-    it recovers, and a fit within the run overstates the rate (qm9's restart: a
-    slope of -1.9 within the run against -0.34 from one cycle's end to the next).
-    The power law through the two points, both at the end of a decayed learning
-    rate, compares like with like. `within_run`: ``project_hours_to_goal`` of this
-    run (kept, as ``within_run``); `continued_end`: the shipped preset's last
-    epoch, as the run recorded it when it started (``inherited.json``'s
-    "continued_end": "hours" of training, "validation_mae" in report units).
+    Adam moments) that throws the model back, and each further restart does
+    again; the curve then falls fast while it recovers, and a fit over epochs
+    overstates the rate (qm9's first restart: a slope of -1.9 within the run
+    against -0.34 from one cycle's end to the next). Only the ends of cycles,
+    all at a decayed learning rate, compare like with like: the slope is the
+    least-squares power law through them, anchored at the last. `within_run`:
+    ``project_hours_to_goal`` of this run (kept, as ``within_run``);
+    `continued_end`: the shipped preset's last epoch, as the run recorded it when
+    it started (``inherited.json``'s "continued_end": "hours" of training,
+    "validation_mae" in report units); `cycle_ends`: `cycle_end_points` of this
+    run. With no finished cycle, the run's last epoch stands in for one.
     """
-    before = (continued_end["hours"], continued_end["validation_mae"])
-    now = (within_run["hours_so_far"], within_run["latest_validation_mae"])
-    slope = float(np.log(now[1] / before[1]) / np.log(now[0] / before[0]))
+    points = [(continued_end["hours"], continued_end["validation_mae"])]
+    points += cycle_ends or [
+        (within_run["hours_so_far"], within_run["latest_validation_mae"])
+    ]
+    hours, mae = np.log(np.asarray(points)).T
+    slope = float(np.polyfit(hours, mae, 1)[0])
     reach = None
     if slope < FLATTEST_SLOPE:
-        reach = hours_at(within_run["goal"], slope, *now)
+        reach = hours_at(within_run["goal"], slope, *points[-1])
     return {
         "target": within_run["target"],
         "goal": within_run["goal"],
         "method": "from_shipped",
-        "shipped_hours": before[0],
-        "shipped_validation_mae": before[1],
+        "cycle_ends": [list(point) for point in points],
         "slope": slope,
-        "latest_validation_mae": now[1],
-        "hours_so_far": now[0],
+        # The anchor of the projection: the last cycle's end.
+        "latest_validation_mae": points[-1][1],
+        "hours_at_latest": points[-1][0],
+        "hours_so_far": max(within_run["hours_so_far"], points[-1][0]),
         "hours_to_goal": reach,
         "within_run": within_run,
     }
@@ -197,7 +237,9 @@ def project_fine_tune_hours(
     source_hours = hours_at(
         source_goal,
         slope,
-        anchor_hours=source_projection["hours_so_far"],
+        anchor_hours=source_projection.get(
+            "hours_at_latest", source_projection["hours_so_far"]
+        ),
         anchor_mae=source_projection["latest_validation_mae"],
     )
     return {
@@ -398,7 +440,19 @@ def export(args) -> None:
                 and "latest_validation_mae" in projection
                 and projection["hours_so_far"] > continued_end["hours"]
             ):
-                projection = project_from_shipped(projection, continued_end)
+                schedule = learning_rate_schedule(
+                    preset, len(train_y[targets[0]]) // BATCH
+                )
+                ends = cycle_end_points(
+                    history,
+                    validation_mae_key(targets, "H"),
+                    "H",
+                    schedule.cycle_ends,
+                    inherited_steps=inherited.get("steps", 0),
+                    steps_per_epoch=recipe["steps_per_keras_epoch"],
+                    inherited_hours=hours_before,
+                )
+                projection = project_from_shipped(projection, continued_end, ends)
             metrics["training"]["projection"] = projection
     directory = ZOO / preset
     metadata = {

@@ -33,8 +33,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "target; trained on real QM9 DFT geometries (dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "3dfecaa2c318befaa7390b19eb85ffbae38effc8135053519125280b66d24687",  # noqa: E501
-            "task.weights.h5": "73464e1416bacf0ea96d56251485cb80f5cec7ee4bb1bc237f13a114446605b6",  # noqa: E501
+            "model.weights.h5": "a58d936c05975ecebca0aa460d8db930cc188bea30d2fd270887acddbf3291fa",  # noqa: E501
+            "task.weights.h5": "24fc6e4a02d1c6484c6d6806b254b1ca2c122b825a26f7d949052214da9a9467",  # noqa: E501
         },
     },
     "qm9_h": {

@@ -47,8 +47,8 @@ def _from_shipped_lines(projection) -> list[str]:
         )
     within = projection["within_run"]
     within_text = (
-        f" (slope {within['slope']:.2f} over this run's last "
-        f"{within['fitted_epochs']} epochs, {within['hours_to_goal']:,.0f} h in all)"
+        f" (slope {within['slope']:.2f} over its last {within['fitted_epochs']} "
+        f"epochs, {within['hours_to_goal']:,.0f} h in all)"
         if within.get("hours_to_goal")
         else ""
     )
@@ -58,11 +58,11 @@ def _from_shipped_lines(projection) -> list[str]:
         f"Projection: a power law (MAE proportional to hours^slope) through the "
         f"validation {target} MAE at the end of each learning-rate cycle, where "
         f"the rate has decayed to 0: {_cycle_ends_text(points)} ({fit}slope "
-        f"{projection['slope']:.2f}); {reach}. Within a cycle the curve falls "
-        f"faster{within_text}, but that is mostly the recovery from a warm "
-        "restart, which throws the model back. This assumes the rate between "
-        "cycle ends goes on; the half-width model may level off, so read it as an "
-        "order of magnitude.",
+        f"{projection['slope']:.2f}); {reach}. A fit over the run's epochs "
+        f"instead{within_text} would mix in the setback after each warm restart "
+        "and the recovery from it. This assumes the rate between cycle ends goes "
+        "on; the half-width model may level off, so read it as an order of "
+        "magnitude.",
         "",
     ]
 
@@ -208,7 +208,7 @@ def write_card(directory: pathlib.Path, preset, metrics, recipe, spec) -> None:
         *(
             [
                 f"- The first {training['inherited_steps']:,} of these steps are "
-                f"those of the earlier preset ({training['continued_from']}): "
+                f"those of the earlier preset, {training['continued_from']}: "
                 "this run started from its weights and schedule step with fresh "
                 "Adam moments (its run directory was lost, or trained another "
                 "label model); the learning curve shows the later steps only."

@@ -45,8 +45,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
             "tail, fine-tuned on H alone (real QM9 DFT geometries, dimenet split)."
         ),
         "sha256": {
-            "model.weights.h5": "717270e4c3e572355fcbab1d478b6bc32d8a538a577a1977eef24a5930099e42",  # noqa: E501
-            "task.weights.h5": "0298901aa1eed8aff10cb17107dba49c7cf60067809692584f290868ad661946",  # noqa: E501
+            "model.weights.h5": "1893c87daddd1dfda818880d6b1c9a21df447dcde60de43f1ae6a6a15eb779d7",  # noqa: E501
+            "task.weights.h5": "d4569b8c2d28bdcbf55b43ef0dc8027dd6e0f85e279df16113c249b53181436c",  # noqa: E501
         },
     },
     "weather_64": {
